@@ -1,0 +1,1 @@
+"""jepa_jax: JEPA world models in JAX/Flax."""

@@ -1,0 +1,403 @@
+"""Offline PLDM-style random-walk data for the Two Rooms environment.
+
+Generation runs on device (jit + vmap over trajectories, ``lax.scan`` over time):
+
+* start uniform in free space (or near the door for steered walks, see below);
+* heading_{t+1} = heading_t + VonMises(0, heading_kappa);
+* step length ~ Normal(step_mean, step_std) truncated to [step_min, step_max];
+* action_t = length * (cos heading, sin heading), applied with ``two_rooms.step``.
+* A share ``cross_wall_rate`` of the trajectories is *steered*: they start in a random room
+  at most ``~0.6 * (T - 1) * step_mean`` px from the door (a uniform room point pulled towards
+  the door if farther, so the crossing fits in the trajectory), aim at a waypoint in front of
+  the door on their side, then at the mirrored waypoint on the other side (heading = aim +
+  VonMises(0, steer_kappa)), then continue as a free random walk. So the data contains
+  door crossings; free walks also cross by chance.
+
+Stored actions are the **commanded** actions (what was passed to ``step``): norm-clipping
+never triggers because ``step_max <= max_action_norm`` is enforced, and wall stopping is
+*not* reflected in them (an agent pushing into a wall has a non-zero action and no motion).
+
+On disk: ``shard_00000.npz`` ... (uncompressed, one per ``shard_size`` trajectories) holding
+``obs`` (n, T, H, W, 2) uint8 (x255) or float16, ``act`` (n, T-1, 2) float32, ``state``
+(n, T, 2) float32 agent positions, ``layout`` (n, 2) float32, ``steered`` (n,) bool; plus
+``meta.json``. Trajectory ``i`` is generated from ``fold_in(key, i)``, so a dataset does not
+depend on ``shard_size`` or the generation chunk size.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import zipfile
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jepa_jax.envs import two_rooms
+
+__all__ = [
+    "WalksConfig",
+    "vonmises",
+    "generate_walks",
+    "write_dataset",
+    "read_meta",
+    "TwoRoomsWindowSource",
+    "FORMAT",
+]
+
+FORMAT = "two_rooms_walks/v1"
+_OBS_DTYPES = ("uint8", "float16")
+_APPROACH_PX = 2.5  # door waypoints sit this far outside the wall faces
+_WAYPOINT_RADIUS_PX = 1.5  # a waypoint counts as reached within this distance
+
+
+@dataclasses.dataclass(frozen=True)
+class WalksConfig:
+    env: two_rooms.TwoRoomsConfig = two_rooms.TwoRoomsConfig()
+    heading_kappa: float = 4.0  # von Mises concentration of the per-step heading change
+    steer_kappa: float = 10.0  # concentration around the aim direction while steered
+    step_mean: float = 1.0
+    step_std: float = 0.4
+    step_min: float = 0.2
+    step_max: float = 1.8
+    cross_wall_rate: float = 0.35
+    obs_dtype: str = "uint8"
+
+    def __post_init__(self):
+        def need(ok: bool, key: str, msg: str):
+            if not ok:
+                raise ValueError(f"WalksConfig.{key}: {msg} (got {getattr(self, key)!r}).")
+
+        need(isinstance(self.env, two_rooms.TwoRoomsConfig), "env", "must be a TwoRoomsConfig")
+        need(self.heading_kappa >= 1e-3, "heading_kappa", "must be >= 1e-3")
+        need(self.steer_kappa >= 1e-3, "steer_kappa", "must be >= 1e-3")
+        need(self.step_std > 0, "step_std", "must be > 0")
+        need(0 <= self.step_min < self.step_max, "step_min", "need 0 <= step_min < step_max")
+        need(self.step_max <= self.env.max_action_norm, "step_max",
+             "must be <= env.max_action_norm so stored actions are never clipped")
+        need(0.0 <= self.cross_wall_rate <= 1.0, "cross_wall_rate", "must be in [0, 1]")
+        need(self.obs_dtype in _OBS_DTYPES, "obs_dtype", f"must be one of {_OBS_DTYPES}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "WalksConfig":
+        d = dict(d)
+        d["env"] = two_rooms.TwoRoomsConfig(**d.get("env", {}))
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def vonmises(key: jax.Array, kappa: jax.Array | float, shape=()) -> jax.Array:
+    """Exact VonMises(0, kappa) samples in (-pi, pi] (Best & Fisher 1979 rejection sampler).
+
+    ``jax.random`` has no von Mises sampler; this one loops (``lax.while_loop``) until every
+    element accepts. Acceptance probability is >= ~0.66 for every kappa, so a batch of n
+    needs ~log(n)/1.1 rounds. ``kappa`` may be traced and must be >= ~1e-3.
+    """
+    kappa = jnp.broadcast_to(jnp.asarray(kappa, jnp.float32), shape)
+    tau = 1.0 + jnp.sqrt(1.0 + 4.0 * kappa ** 2)
+    rho = (tau - jnp.sqrt(2.0 * tau)) / (2.0 * kappa)
+    s = (1.0 + rho ** 2) / (2.0 * rho)
+
+    def body(carry):
+        key, w, done = carry
+        key, k_u, k_v = jax.random.split(key, 3)
+        z = jnp.cos(jnp.pi * jax.random.uniform(k_u, shape))
+        w_new = (1.0 + s * z) / (s + z)
+        y = kappa * (s - w_new)
+        v = jax.random.uniform(k_v, shape, minval=1e-12)
+        accept = (y * (2.0 - y) - v >= 0) | (jnp.log(y / v) + 1.0 - y >= 0)
+        return key, jnp.where(done, w, w_new), done | accept
+
+    key, k_sign = jax.random.split(key)
+    init = (key, jnp.zeros(shape, jnp.float32), jnp.zeros(shape, bool))
+    _, w, _ = jax.lax.while_loop(lambda c: ~jnp.all(c[2]), body, init)
+    sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, shape), 1.0, -1.0)
+    return sign * jnp.arccos(jnp.clip(w, -1.0, 1.0))
+
+
+def _step_length(key: jax.Array, cfg: WalksConfig, shape=()) -> jax.Array:
+    lo = (cfg.step_min - cfg.step_mean) / cfg.step_std
+    hi = (cfg.step_max - cfg.step_mean) / cfg.step_std
+    return cfg.step_mean + cfg.step_std * jax.random.truncated_normal(key, lo, hi, shape)
+
+
+def _door_waypoints(layout: jax.Array, side: jax.Array, cfg: WalksConfig):
+    """Waypoints in front of the door: (on ``side``'s side, on the other side)."""
+    wl, wr, _, _ = two_rooms.wall_bounds(layout, cfg.env)
+    left = jnp.stack([wl - _APPROACH_PX, layout[1]])
+    right = jnp.stack([wr + _APPROACH_PX, layout[1]])
+    return jnp.where(side == 0, left, right), jnp.where(side == 0, right, left)
+
+
+def _walk_one(key: jax.Array, cfg: WalksConfig, length: int):
+    """One trajectory: (pos_T2, act_T2 (length-1 rows), layout_2, steered).
+
+    All randomness is drawn before the scan (few PRNG call sites: each costs ~0.1 s of XLA
+    compile time), so the scan body is deterministic.
+    """
+    env = cfg.env
+    k_layout, k_free, k_room, k_misc, k_len, k_turn = jax.random.split(key, 6)
+    layout = two_rooms.sample_layout(k_layout, env)
+    u_3 = jax.random.uniform(k_misc, (3,))
+    steered = u_3[0] < cfg.cross_wall_rate
+    side = (u_3[1] < 0.5).astype(jnp.int32)
+    heading0 = jnp.pi * (2.0 * u_3[2] - 1.0)
+    way_own, way_other = _door_waypoints(layout, side, cfg)
+
+    free_start = two_rooms.sample_free_pos(k_free, layout, env)
+    # Pull a uniform room point towards the door so the crossing fits in `length` steps.
+    room_start = two_rooms.sample_pos_in_room(k_room, layout, side, env)
+    budget = max(0.6 * (length - 1) * cfg.step_mean - _APPROACH_PX - env.wall_width, 0.0)
+    offset = room_start - way_own
+    dist = jnp.linalg.norm(offset)
+    room_start = way_own + offset * jnp.minimum(1.0, budget / jnp.maximum(dist, 1e-6))
+    pos0 = jnp.where(steered, room_start, free_start)
+
+    len_T = _step_length(k_len, cfg, (length - 1,))
+    kappa_2T = jnp.broadcast_to(jnp.array([[cfg.heading_kappa], [cfg.steer_kappa]]),
+                                (2, length - 1))
+    turn_2T = vonmises(k_turn, kappa_2T, (2, length - 1))  # free walk / steering noise
+
+    def one_step(carry, xs):
+        pos, heading, phase = carry
+        step_len, free_turn, steer_turn = xs
+        steering = steered & (phase < 2)
+        target = jnp.where(phase == 0, way_own, way_other)
+        aim = jnp.arctan2(target[1] - pos[1], target[0] - pos[0])
+        heading = jnp.where(steering, aim + steer_turn, heading + free_turn)
+        act = step_len * jnp.stack([jnp.cos(heading), jnp.sin(heading)])
+        pos = two_rooms.step(two_rooms.EnvState(pos, layout), act, env).pos
+        reached = jnp.linalg.norm(pos - target) < _WAYPOINT_RADIUS_PX
+        phase = phase + (steering & reached).astype(jnp.int32)
+        return (pos, heading, phase), (pos, act)
+
+    xs = (len_T, turn_2T[0], turn_2T[1])
+    _, (pos_T2, act_T2) = jax.lax.scan(one_step, (pos0, heading0, jnp.int32(0)), xs)
+    pos_T2 = jnp.concatenate([pos0[None], pos_T2], axis=0)
+    return pos_T2, act_T2, layout, steered
+
+
+def _encode_obs(obs_f32, obs_dtype: str):
+    if obs_dtype == "uint8":
+        return jnp.round(jnp.clip(obs_f32, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+    return obs_f32.astype(jnp.float16)
+
+
+def _generate(key, start_index, cfg: WalksConfig, num_trajectories: int, length: int):
+    idx_N = start_index + jnp.arange(num_trajectories, dtype=jnp.int32)
+    keys_N = jax.vmap(jax.random.fold_in, (None, 0))(key, idx_N)
+    pos_NT2, act_NT2, layout_N2, steered_N = jax.vmap(
+        lambda k: _walk_one(k, cfg, length))(keys_N)
+    render_T = jax.vmap(two_rooms.render_pos, (0, None, None))
+    obs_NTHWC = jax.vmap(render_T, (0, 0, None))(pos_NT2, layout_N2, cfg.env)
+    return {
+        "obs": _encode_obs(obs_NTHWC, cfg.obs_dtype),
+        "act": act_NT2,
+        "state": pos_NT2,
+        "layout": layout_N2,
+        "steered": steered_N,
+    }
+
+
+_generate_jit = jax.jit(_generate, static_argnums=(2, 3, 4))
+
+
+def generate_walks(key: jax.Array, cfg: WalksConfig, num_trajectories: int, length: int,
+                   start_index: int | jax.Array = 0) -> dict[str, jax.Array]:
+    """Random walks for trajectories ``start_index .. start_index + num_trajectories - 1``.
+
+    Returns ``obs`` (N, T, H, W, 2) uint8 (or float16), ``act`` (N, T-1, 2) commanded actions,
+    ``state`` (N, T, 2) positions, ``layout`` (N, 2), ``steered`` (N,) bool.
+    """
+    if length < 2:
+        raise ValueError(f"generate_walks: length must be >= 2 (got {length}).")
+    if num_trajectories < 1:
+        raise ValueError(f"generate_walks: num_trajectories must be >= 1 (got {num_trajectories}).")
+    return _generate_jit(key, jnp.int32(start_index), cfg, int(num_trajectories), int(length))
+
+
+# ----------------------------------------------------------------------------- writing
+
+def _key_to_list(key: jax.Array) -> list[int]:
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.asarray(key).ravel().tolist()
+
+
+def write_dataset(path: str | os.PathLike, key: jax.Array, cfg: WalksConfig,
+                  num_trajectories: int, length: int, shard_size: int = 1000,
+                  gen_batch: int = 256, overwrite: bool = False,
+                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Generate ``num_trajectories`` walks in chunks and write them as .npz shards.
+
+    At most one shard lives in host memory and ``gen_batch`` trajectories on device.
+    ``progress(n)`` is called after every ``n`` new trajectories. ``meta.json`` is written
+    last, so its presence marks a complete dataset. Returns the metadata.
+    """
+    for name, v in (("num_trajectories", num_trajectories), ("shard_size", shard_size),
+                    ("gen_batch", gen_batch)):
+        if int(v) < 1:
+            raise ValueError(f"write_dataset: {name} must be >= 1 (got {v}).")
+    if length < 2:
+        raise ValueError(f"write_dataset: length must be >= 2 (got {length}).")
+    root = pathlib.Path(path)
+    if (root / "meta.json").exists() and not overwrite:
+        raise FileExistsError(f"{root}/meta.json exists; pass overwrite=True or pick a new path.")
+    root.mkdir(parents=True, exist_ok=True)
+    gen_batch = min(gen_batch, shard_size)
+
+    shards = []
+    for shard_idx, start in enumerate(range(0, num_trajectories, shard_size)):
+        n = min(shard_size, num_trajectories - start)
+        chunks = []
+        for chunk_start in range(start, start + n, gen_batch):
+            m = min(gen_batch, start + n - chunk_start)
+            # Always generate gen_batch trajectories so the jitted function compiles once.
+            out = jax.device_get(generate_walks(key, cfg, gen_batch, length, chunk_start))
+            chunks.append({k: v[:m] for k, v in out.items()})
+            if progress is not None:
+                progress(m)
+        arrays = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+        del chunks
+        name = f"shard_{shard_idx:05d}.npz"
+        tmp = root / (name + ".tmp")
+        with open(tmp, "wb") as f:  # np.savez stores uncompressed, which lets us mmap it
+            np.savez(f, **arrays)
+        os.replace(tmp, root / name)
+        shards.append({"file": name, "num_trajectories": n})
+        del arrays
+
+    env = cfg.env
+    meta = {
+        "format": FORMAT,
+        "config": cfg.to_dict(),
+        "key_data": _key_to_list(key),
+        "num_trajectories": num_trajectories,
+        "length": length,
+        "num_transitions": num_trajectories * (length - 1),
+        "shard_size": shard_size,
+        "shards": shards,
+        "shapes": {"obs": [length, env.size, env.size, 2], "act": [length - 1, 2],
+                   "state": [length, 2], "layout": [2], "steered": []},
+        "dtypes": {"obs": cfg.obs_dtype, "act": "float32", "state": "float32",
+                   "layout": "float32", "steered": "bool"},
+        "obs_scale": 1.0 / 255.0 if cfg.obs_dtype == "uint8" else 1.0,
+        "act_semantics": "commanded action passed to step (never norm-clipped), before wall stopping",
+    }
+    tmp = root / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, root / "meta.json")
+    return meta
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    meta_path = pathlib.Path(path) / "meta.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path} not found: write the dataset with write_dataset "
+                                "(or scripts/make_two_rooms_data.py) first.")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}.")
+    return meta
+
+
+# ----------------------------------------------------------------------------- reading
+
+def _mmap_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """Memory-map every member of an uncompressed .npz (np.load ignores mmap_mode for npz)."""
+    out = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
+        for info in zf.infolist():
+            name = info.filename.removesuffix(".npy")
+            if info.compress_type != zipfile.ZIP_STORED:  # compressed: load eagerly instead
+                out[name] = np.load(zf.open(info))
+                continue
+            f.seek(info.header_offset)
+            local = f.read(30)  # local file header; name/extra lengths live at bytes 26..29
+            n_name = int.from_bytes(local[26:28], "little")
+            n_extra = int.from_bytes(local[28:30], "little")
+            f.seek(info.header_offset + 30 + n_name + n_extra)
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            out[name] = np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape,
+                                  order="F" if fortran else "C")
+    return out
+
+
+class TwoRoomsWindowSource:
+    """Random-access source of windows of ``window`` consecutive frames (grain protocol).
+
+    Item ``i`` -> trajectory ``i // w``, start frame ``(i % w) * stride`` with
+    ``w = (length - window) // stride + 1`` windows per trajectory (deterministic). Returns a
+    dict: ``obs`` (window, H, W, 2) stored dtype (uint8: divide by 255), ``act`` (window-1, 2),
+    ``state`` (window, 2), ``layout`` (2,), ``steered`` (). Shards are memory-mapped lazily
+    per process; the source pickles without them, so grain workers reopen their own.
+    """
+
+    def __init__(self, path: str | os.PathLike, window: int, stride: int = 1):
+        self._root = pathlib.Path(path)
+        self.meta = read_meta(self._root)
+        self.length = int(self.meta["length"])
+        if not 2 <= window <= self.length:
+            raise ValueError(f"TwoRoomsWindowSource: window must be in [2, length={self.length}] "
+                             f"(got {window}).")
+        if stride < 1:
+            raise ValueError(f"TwoRoomsWindowSource: stride must be >= 1 (got {stride}).")
+        self.window, self.stride = int(window), int(stride)
+        self.windows_per_traj = (self.length - self.window) // self.stride + 1
+        counts = [int(s["num_trajectories"]) for s in self.meta["shards"]]
+        self._shard_starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
+        self.num_trajectories = self._shard_starts[-1]
+        self._cache: dict[int, dict[str, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return self.num_trajectories * self.windows_per_traj
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(trajectory, start frame) of item ``index``."""
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range [0, {len(self)})")
+        traj, k = divmod(index, self.windows_per_traj)
+        return traj, k * self.stride
+
+    def _shard(self, shard_idx: int) -> dict[str, np.ndarray]:
+        if shard_idx not in self._cache:
+            file = self._root / self.meta["shards"][shard_idx]["file"]
+            self._cache[shard_idx] = _mmap_npz(file)
+        return self._cache[shard_idx]
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        traj, t0 = self.locate(index)
+        shard_idx = bisect.bisect_right(self._shard_starts, traj) - 1
+        row = traj - self._shard_starts[shard_idx]
+        a = self._shard(shard_idx)
+        t1 = t0 + self.window
+        return {  # np.array copies out of the memmap so items own their memory
+            "obs": np.array(a["obs"][row, t0:t1]),
+            "act": np.array(a["act"][row, t0:t1 - 1]),
+            "state": np.array(a["state"][row, t0:t1]),
+            "layout": np.array(a["layout"][row]),
+            "steered": np.array(a["steered"][row]),
+        }
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cache"] = {}  # memmaps would pickle as full copies
+        return state
+
+    def __repr__(self) -> str:
+        return (f"TwoRoomsWindowSource({str(self._root)!r}, window={self.window}, "
+                f"stride={self.stride}, len={len(self)})")

@@ -1,0 +1,17 @@
+"""Planning in latent space: costs, rollouts and planners built on the world-model protocol.
+
+Every planner is built as `make_<name>_planner(step_fn, cost_fn, cfg)` and returns
+`plan(params, z0, z_goal, key, init_plan_HA) -> (actions_HA, info)`, pure and jittable;
+a batch of episodes is `jax.vmap(plan, in_axes=(None, 0, 0, 0, 0))`.
+"""
+
+from jepa_jax.planning.bounds import Bound
+from jepa_jax.planning.cem import CEMConfig, cem_search, make_cem_planner
+from jepa_jax.planning.costs import (action_bound_penalty, action_energy, ball_penalty, box_penalty,
+                                     goal_energy, keep_out, quadratic_goal_cost, smoothness_penalty,
+                                     weighted_sum)
+from jepa_jax.planning.gradient_mpc import (GradientMPCConfig, descend, make_gradient_planner,
+                                            make_optimizer)
+from jepa_jax.planning.hybrid import HybridConfig, make_hybrid_planner
+from jepa_jax.planning.mppi import MPPIConfig, make_mppi_planner
+from jepa_jax.planning.rollout import finite_or_inf, shift_plan, trajectory_cost, unroll

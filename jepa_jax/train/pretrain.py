@@ -1,0 +1,158 @@
+"""I-JEPA / V-JEPA pretraining: models, state init and the train step.
+
+    context encoder(visible tokens) -> predictor(+ mask tokens at target positions) -> z_hat
+    EMA target encoder(all tokens)  -> LayerNorm -> gather targets -> sg(z)
+    loss = mean over mask views of L1 / smooth-L1(z_hat, sg(z))
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jepa_jax import losses
+from jepa_jax.data.physics import PhysicsConfig
+from jepa_jax.data.sources import PhysicsImageSource, PhysicsVideoSource
+from jepa_jax.masks import MaskSpec, MultiBlockMasker
+from jepa_jax.nn.predictor import MaskedPredictor
+from jepa_jax.nn.vit import ViTEncoder, make_encoder, token_grid, vit_size
+from jepa_jax.state import JEPATrainState, current_hparams, ema_momentum, ema_update, make_optimizer
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def _dtype(name: str):
+  if name not in DTYPES:
+    raise ValueError(f"model.dtype {name!r} unknown; choose one of {sorted(DTYPES)}")
+  return DTYPES[name]
+
+
+def physics_config(cfg: ml_collections.ConfigDict) -> PhysicsConfig:
+  kw = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in cfg.data.physics.items()}
+  return PhysicsConfig(**kw).validate()
+
+
+def input_shape(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """Per-example input shape without channels: (T, H, W) for video, (H, W) for images."""
+  p = physics_config(cfg)
+  return (p.num_frames, p.size, p.size) if cfg.data.modality == "video" else (p.size, p.size)
+
+
+def make_source(cfg, split: str, num: int | None = None):
+  cls = {"video": PhysicsVideoSource, "image": PhysicsImageSource}.get(cfg.data.modality)
+  if cls is None:
+    raise ValueError(f"data.modality must be 'video' or 'image', got {cfg.data.modality!r}")
+  return cls(physics_config(cfg), num or cfg.data.num_videos, seed=cfg.seed, split=split)
+
+
+@dataclasses.dataclass(frozen=True)
+class JEPAModels:
+  encoder: ViTEncoder
+  predictor: MaskedPredictor
+  grid_shape: tuple[int, ...]
+
+
+def make_models(cfg: ml_collections.ConfigDict) -> JEPAModels:
+  m = cfg.model
+  grid = token_grid(input_shape(cfg), m.patch_size)
+  common = dict(dtype=_dtype(m.dtype), scan=m.scan, remat=m.remat)
+  encoder = make_encoder(m.size, m.patch_size, **common)
+  p = m.predictor
+  predictor = MaskedPredictor(grid_shape=grid, out_width=vit_size(m.size).width, width=p.width,
+                              depth=p.depth, num_heads=p.num_heads, **common)
+  return JEPAModels(encoder, predictor, grid)
+
+
+def make_maskers(cfg: ml_collections.ConfigDict, grid_shape) -> list[MultiBlockMasker]:
+  maskers = []
+  for spec in cfg.masks:
+    kw = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in spec.items()}
+    maskers.append(MultiBlockMasker(grid_shape, MaskSpec(**kw)))
+  if not maskers:
+    raise ValueError("config.masks is empty: give at least one mask spec")
+  return maskers
+
+
+def dummy_batch(cfg, maskers, batch_size: int) -> dict:
+  frames = np.zeros((batch_size, *input_shape(cfg), 3), np.uint8)
+  masks = [{"ctx": np.zeros((batch_size, m.n_ctx), np.int32),
+            "tgt": np.zeros((batch_size, m.n_tgt), np.int32)} for m in maskers]
+  return {"frames": frames, "masks": masks}
+
+
+def init_state(models: JEPAModels, cfg, rng, batch, total_steps: int) -> JEPATrainState:
+  """Pure; wrap in jax.eval_shape / jax.jit(out_shardings=...) to build it sharded."""
+  enc_rng, pred_rng = jax.random.split(rng)
+  view = batch["masks"][0]
+  enc_params = models.encoder.init(enc_rng, batch["frames"][:1], view["ctx"][:1])
+  z_ctx = models.encoder.apply(enc_params, batch["frames"][:1], view["ctx"][:1])
+  pred_params = models.predictor.init(pred_rng, z_ctx, view["ctx"][:1], view["tgt"][:1])
+  params = {"encoder": enc_params["params"], "predictor": pred_params["params"]}
+  return JEPATrainState.create(
+      apply_fn=None, params=params, tx=make_optimizer(cfg.optim, total_steps),
+      target_params={"encoder": jax.tree.map(jnp.copy, params["encoder"])})
+
+
+def target_features(models: JEPAModels, target_params, frames):
+  """EMA encoder on the full input, then LayerNorm without affine (the regression targets)."""
+  h = models.encoder.apply({"params": target_params["encoder"]}, frames)
+  return h, losses.layer_norm_no_affine(h)
+
+
+def make_train_step(models: JEPAModels, cfg, total_steps: int):
+  momentum_fn = ema_momentum(cfg.optim, total_steps)
+
+  def loss_fn(params, target_params, batch):
+    h_raw, h = target_features(models, target_params, batch["frames"])
+    h = jax.lax.stop_gradient(h)
+    view_losses, preds = [], []
+    for view in batch["masks"]:
+      z_ctx = models.encoder.apply({"params": params["encoder"]}, batch["frames"], view["ctx"])
+      pred = models.predictor.apply({"params": params["predictor"]}, z_ctx, view["ctx"],
+                                    view["tgt"])
+      target = jnp.take_along_axis(h, view["tgt"][..., None], axis=1)
+      view_losses.append(losses.latent_prediction_loss(pred, target, cfg.loss.kind))
+      preds.append(pred)
+    loss = jnp.mean(jnp.stack(view_losses))
+    aux = {"views": view_losses, "target_raw": jax.lax.stop_gradient(h_raw), "pred": preds[0]}
+    return loss, aux
+
+  def train_step(state: JEPATrainState, batch):
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state.target_params, batch)
+    new_state = state.apply_gradients(grads=grads)
+    m = momentum_fn(state.step)
+    new_state = new_state.replace(
+        target_params={"encoder": ema_update(state.target_params["encoder"],
+                                             new_state.params["encoder"], m)})
+    metrics = {"loss": loss, "grad_norm": _global_norm(grads), "ema_momentum": m,
+               **current_hparams(new_state.opt_state),
+               **{f"loss_view{i}": v for i, v in enumerate(aux["views"])},
+               **losses.collapse_stats(aux["target_raw"], "target"),
+               "pred/std_mean": losses.feature_std(aux["pred"]).mean()}
+    return new_state, metrics
+
+  return train_step
+
+
+def _global_norm(tree) -> Any:
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
+def make_task(cfg, process_index: int = 0, process_count: int = 1):
+  """Everything the generic loop needs for JEPA pretraining."""
+  from jepa_jax.data.pipeline import pretrain_dataset
+  from jepa_jax.train.loop import Task
+  models = make_models(cfg)
+  maskers = make_maskers(cfg, models.grid_shape)
+  example = dummy_batch(cfg, maskers, 1)
+  dataset = pretrain_dataset(make_source(cfg, "train"), maskers, cfg.batch_size, cfg.seed,
+                             process_index, process_count, cfg.data.num_threads,
+                             cfg.data.prefetch)
+  task = Task(init=lambda rng: init_state(models, cfg, rng, example, cfg.total_steps),
+              train_step=make_train_step(models, cfg, cfg.total_steps), dataset=dataset,
+              total_steps=cfg.total_steps, global_batch_size=cfg.batch_size)
+  return task, models
