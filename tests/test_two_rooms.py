@@ -15,6 +15,11 @@ CFG_RANDOM = two_rooms.TwoRoomsConfig(fixed_layout=False)
 N_STATES = 10_000
 TOL = 1e-4
 
+# Jitted batch helpers: eager vmap dispatches op by op and is slow on a shared CPU.
+reset_batch = jax.jit(jax.vmap(two_rooms.reset, (0, None)), static_argnums=1)
+step_batch = jax.jit(jax.vmap(two_rooms.step, (0, 0, None)), static_argnums=2)
+move_batch = jax.jit(jax.vmap(two_rooms.move, (0, 0, 0, None)), static_argnums=3)
+
 
 def np_wall_mask(layout, cfg):
     """Independent integer-index reference of the wall pixels."""
@@ -88,7 +93,7 @@ def test_fixed_layout_values():
 
 
 def test_random_layouts_cover_documented_ranges():
-    layout = jax.vmap(two_rooms.sample_layout, (0, None))(
+    layout = jax.jit(jax.vmap(two_rooms.sample_layout, (0, None)), static_argnums=1)(
         jax.random.split(jax.random.key(1), 4000), CFG_RANDOM)
     col0 = np.asarray(layout[:, 0]) - 1.5
     door_y = np.asarray(layout[:, 1])
@@ -101,8 +106,7 @@ def test_random_layouts_cover_documented_ranges():
 # ----------------------------------------------------------------------------- reset
 
 def test_reset_is_free_and_uniform():
-    keys = jax.random.split(jax.random.key(2), N_STATES)
-    s = jax.vmap(two_rooms.reset, (0, None))(keys, CFG_RANDOM)
+    s = reset_batch(jax.random.split(jax.random.key(2), N_STATES), CFG_RANDOM)
     assert not np.any(np.asarray(two_rooms.in_wall(s.pos, s.layout, CFG_RANDOM)))
     # Uniform over free space: the left-room share matches its share of the free area.
     wl = np.asarray(s.layout[:, 0]) - 1.5
@@ -114,20 +118,15 @@ def test_reset_is_free_and_uniform():
     assert np.any(np.asarray(two_rooms.in_door(s.pos, s.layout, CFG_RANDOM)))
 
 
-@pytest.mark.parametrize("room", [0, 1])
-def test_reset_in_room(room):
+def test_reset_in_room():
+    rooms = jnp.arange(2000) % 2  # traced and vmapped: one compile covers both rooms
     keys = jax.random.split(jax.random.key(4), 2000)
-    s = jax.vmap(two_rooms.reset_in_room, (0, None, None))(keys, CFG_RANDOM, room)
-    assert not np.any(np.asarray(two_rooms.in_wall(s.pos, s.layout, CFG_RANDOM)))
-    np.testing.assert_array_equal(two_rooms.room_of(s.pos, s.layout), room)
-    assert not np.any(np.asarray(two_rooms.in_door(s.pos, s.layout, CFG_RANDOM)))
-
-
-def test_reset_in_room_traced_room():
-    rooms = jnp.array([0, 1, 1, 0])
     s = jax.jit(jax.vmap(two_rooms.reset_in_room, (0, None, 0)), static_argnums=1)(
-        jax.random.split(jax.random.key(5), 4), CFG, rooms)
+        keys, CFG_RANDOM, rooms)
+    assert not np.any(np.asarray(two_rooms.in_wall(s.pos, s.layout, CFG_RANDOM)))
     np.testing.assert_array_equal(two_rooms.room_of(s.pos, s.layout), rooms)
+    assert not np.any(np.asarray(two_rooms.in_door(s.pos, s.layout, CFG_RANDOM)))
+    assert len(np.unique(np.asarray(s.layout[:, 0]))) > 10  # random layouts
 
 
 # ----------------------------------------------------------------------------- dynamics
@@ -176,7 +175,8 @@ def test_action_norm_clipping():
     np.testing.assert_allclose(cos[norm > 1e-3], 1.0, atol=1e-5)
     # Through `step`, far from walls: the displacement is the clipped action.
     start = two_rooms.EnvState(jnp.array([17.5, 32.0]), two_rooms.fixed_layout(CFG))
-    nxt = jax.vmap(two_rooms.step, (None, 0, None))(start, a, CFG)
+    starts = jax.tree.map(lambda x: jnp.broadcast_to(x, (N_STATES,) + x.shape), start)
+    nxt = step_batch(starts, a, CFG)
     np.testing.assert_allclose(np.asarray(nxt.pos) - [17.5, 32.0], clipped, atol=1e-5)
     np.testing.assert_array_equal(two_rooms.clip_action(jnp.zeros(2), 2.45), [0.0, 0.0])
 
@@ -184,10 +184,10 @@ def test_action_norm_clipping():
 def test_no_tunnelling_with_huge_moves():
     """`move` without clipping, moves up to 200 px: stops at the first wall face."""
     k_state, k_act = jax.random.split(jax.random.key(7))
-    s = jax.vmap(two_rooms.reset, (0, None))(jax.random.split(k_state, N_STATES), CFG_RANDOM)
+    s = reset_batch(jax.random.split(k_state, N_STATES), CFG_RANDOM)
     u = jax.random.uniform(k_act, (N_STATES, 2))
     delta = (200.0 * u[:, :1]) * jnp.stack([jnp.cos(6.3 * u[:, 1]), jnp.sin(6.3 * u[:, 1])], -1)
-    new = jax.vmap(two_rooms.move, (0, 0, 0, None))(s.pos, delta, s.layout, CFG_RANDOM)
+    new = move_batch(s.pos, delta, s.layout, CFG_RANDOM)
     p, d, q, lay = map(np.asarray, (s.pos, delta, new, s.layout))
 
     # 1. The travelled segment p -> q never enters a wall (dense samples, spacing < 0.2 px).
@@ -210,7 +210,8 @@ def test_no_tunnelling_with_huge_moves():
     assert np.all((on_border | on_wall_side | on_door_edge)[stopped])
     assert stopped.mean() > 0.5  # non-vacuous: most 200 px moves hit something
     # 4. contact_time agrees with the stop fraction.
-    ct = jax.vmap(two_rooms.contact_time, (0, 0, 0, None))(s.pos, delta, s.layout, CFG_RANDOM)
+    ct = jax.jit(jax.vmap(two_rooms.contact_time, (0, 0, 0, None)), static_argnums=3)(
+        s.pos, delta, s.layout, CFG_RANDOM)
     np.testing.assert_allclose(np.asarray(ct), t, atol=1e-4)
 
 
@@ -259,17 +260,17 @@ class StepVariantsTest(chex.TestCase):
 
 
 def test_vmap_equals_python_loop():
-    keys = jax.random.split(jax.random.key(8), 6)
-    states = jax.vmap(two_rooms.reset, (0, None))(keys, CFG_RANDOM)
-    act = jax.random.normal(jax.random.key(9), (6, 2)) * 4.0
-    batched = jax.vmap(two_rooms.step, (0, 0, None))(states, act, CFG_RANDOM)
-    for i in range(6):
-        s_i = jax.tree.map(lambda x: x[i], states)
-        one = two_rooms.step(s_i, act[i], CFG_RANDOM)
+    states = reset_batch(jax.random.split(jax.random.key(8), 4), CFG_RANDOM)
+    act = jax.random.normal(jax.random.key(9), (4, 2)) * 4.0
+    batched = step_batch(states, act, CFG_RANDOM)
+    obs_batched = jax.jit(jax.vmap(two_rooms.render, (0, None)), static_argnums=1)(
+        batched, CFG_RANDOM)
+    step_one = jax.jit(two_rooms.step, static_argnums=2)
+    render_one = jax.jit(two_rooms.render, static_argnums=1)
+    for i in range(4):
+        one = step_one(jax.tree.map(lambda x: x[i], states), act[i], CFG_RANDOM)
         chex.assert_trees_all_close(one, jax.tree.map(lambda x: x[i], batched), atol=1e-5)
-        obs_i = two_rooms.render(one, CFG_RANDOM)
-        chex.assert_trees_all_close(obs_i, jax.vmap(two_rooms.render, (0, None))(
-            batched, CFG_RANDOM)[i], atol=1e-5)
+        chex.assert_trees_all_close(render_one(one, CFG_RANDOM), obs_batched[i], atol=1e-5)
 
 
 def test_jitted_step_traces_once():

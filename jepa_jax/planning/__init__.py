@@ -6,7 +6,7 @@ a batch of episodes is `jax.vmap(plan, in_axes=(None, 0, 0, 0, 0))`.
 """
 
 from jepa_jax.planning.bounds import Bound
-from jepa_jax.planning.cem import CEMConfig, cem_search, make_cem_planner
+from jepa_jax.planning.cem import CEMConfig, CEMResult, cem_search, make_cem_planner
 from jepa_jax.planning.costs import (action_bound_penalty, action_energy, ball_penalty, box_penalty,
                                      goal_energy, keep_out, quadratic_goal_cost, smoothness_penalty,
                                      weighted_sum)
