@@ -60,7 +60,9 @@ def main(argv):
   print(physics_probe.summary_table(results))
   with open(f"{workdir}/probe.json", "w") as f:
     json.dump(physics_probe.results_dict(results), f, indent=1)
-  print(f"plots: {plot_probe(results, f'{workdir}/probe.png')}, {workdir}/curves.png")
+  plots = [plot_probe(results, f"{workdir}/probe.png")]
+  plots += [p for p in [f"{workdir}/curves.png"] if os.path.exists(p)]
+  print("plots:", ", ".join(plots))
 
 
 if __name__ == "__main__":

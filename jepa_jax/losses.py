@@ -30,8 +30,9 @@ def _flatten_rows(z):
 
 
 def variance_loss(z, gamma: float = 1.0, eps: float = 1e-4):
-  """VICReg variance term: mean over dims of relu(gamma - std_d)."""
-  std = jnp.sqrt(_flatten_rows(z).var(0) + eps)
+  """VICReg variance term: mean over dims of relu(gamma - std_d), unbiased variance as in VICReg
+  (torch's x.var(dim=0)) and as covariance_loss below."""
+  std = jnp.sqrt(_flatten_rows(z).var(0, ddof=1) + eps)
   return jnp.mean(jax.nn.relu(gamma - std))
 
 

@@ -40,16 +40,25 @@ def ema_momentum(cfg: ml_collections.ConfigDict, total_steps: int):
 
 
 def decay_mask(params):
-  """Weight decay on matrices only: biases, LayerNorm scales and 1-D tokens are excluded."""
-  return jax.tree.map(lambda p: p.ndim >= 2, params)
+  """Weight decay on matrices only: biases, LayerNorm scales and 1-D tokens are excluded.
+
+  By name as well as by rank: under `nn.scan` a layer's biases and LayerNorm scales are stacked
+  to (depth, D), which a rank test alone would decay.
+  """
+  def decays(path, p):
+    name = getattr(path[-1], "key", None) if path else None
+    return p.ndim >= 2 and name not in ("bias", "scale")
+  return jax.tree_util.tree_map_with_path(decays, params)
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int):
   """AdamW with scheduled lr and wd, optional global-norm clipping.
 
   `inject_hyperparams` keeps the current lr/wd in the optimiser state, so the step can log them.
+  It treats every callable argument as a schedule, so `mask` must be declared static: otherwise
+  it is called with the step count, returns False, and no parameter is ever decayed.
   """
-  adamw = optax.inject_hyperparams(optax.adamw)(
+  adamw = optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
       learning_rate=lr_schedule(cfg, total_steps), weight_decay=wd_schedule(cfg, total_steps),
       b1=cfg.b1, b2=cfg.b2, eps=1e-8, mask=decay_mask)
   if cfg.grad_clip and cfg.grad_clip > 0:
@@ -59,7 +68,9 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int):
 
 def current_hparams(opt_state) -> dict:
   """Finds the InjectHyperparamsState (alone or inside a chain) and returns lr and wd."""
-  states = opt_state if isinstance(opt_state, tuple) else (opt_state,)
+  # InjectHyperparamsState is itself a NamedTuple: test it before iterating over a chain.
+  states = opt_state if isinstance(opt_state, tuple) and not hasattr(opt_state, "hyperparams") \
+      else (opt_state,)
   for s in states:
     if hasattr(s, "hyperparams"):
       return {"lr": s.hyperparams["learning_rate"], "wd": s.hyperparams["weight_decay"]}

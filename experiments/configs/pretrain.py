@@ -21,27 +21,28 @@ IJEPA_MASKS = (
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.total_steps = 1000
+  c.total_steps = 900
   c.batch_size = 32                 # global, across all processes and devices
   c.log_every = 25
   c.eval_every = 0                  # 0: probe only at the end
 
   c.data = ml_collections.ConfigDict(dict(
       modality="video", num_videos=1_000_000, num_threads=2, prefetch=4,
-      physics=dict(num_frames=16, size=64, num_balls=2, radius=(3.0, 6.0), speed=(1.0, 3.5),
+      physics=dict(num_frames=16, size=64, num_balls=2, radius=(3.0, 6.0), min_radius_gap=1.5,
+                   speed=(1.0, 3.5),
                    gravity=0.35, restitution=0.85, floor_height=6, num_occluders=(0, 1),
                    occluder_width=(6, 12), substeps=4)))
 
   c.model = ml_collections.ConfigDict(dict(
-      size="micro", patch_size=(2, 8, 8), dtype="float32", scan=False, remat=False,
-      predictor=dict(width=128, depth=4, num_heads=4)))
+      size="micro", patch_size=(4, 8, 8), dtype="float32", scan=False, remat=False,
+      predictor=dict(width=64, depth=2, num_heads=4)))
   c.masks = [ml_collections.ConfigDict(m) for m in VJEPA_MASKS]
   c.loss = ml_collections.ConfigDict(dict(kind="l1"))
 
   c.optim = ml_collections.ConfigDict(dict(
-      lr=6.25e-4, warmup_init_lr=2e-4, final_lr=1e-6, warmup_steps=100,
-      weight_decay=0.04, final_weight_decay=0.4, b1=0.9, b2=0.999, grad_clip=0.0,
-      ema_start=0.998, ema_end=1.0))
+      lr=1e-3, warmup_init_lr=1e-4, final_lr=1e-6, warmup_steps=50,
+      weight_decay=0.04, final_weight_decay=0.04, b1=0.9, b2=0.999, grad_clip=0.0,
+      ema_start=0.99, ema_end=0.999))
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
   c.sharding = ml_collections.ConfigDict(dict(rules=[], min_size=2**14))
@@ -50,7 +51,7 @@ def base() -> ml_collections.ConfigDict:
       enabled=False, coordinator_address="", num_processes=1, process_id=0, cpu_collectives=True))
   c.probe = ml_collections.ConfigDict(dict(
       enabled=True, num_train=2000, num_test=500, steps=1500, batch_size=128, lr=1e-3,
-      frame=7, num_heads=4))
+      frame=7, num_heads=8))
   return c
 
 

@@ -17,6 +17,7 @@ class PhysicsConfig:
   size: int = 64                       # square canvas, pixels
   num_balls: int = 2
   radius: tuple[float, float] = (3.0, 6.0)
+  min_radius_gap: float = 1.5          # balls differ visibly in size, so "ball k" is well defined
   speed: tuple[float, float] = (1.0, 3.5)   # initial |v|, px/frame
   gravity: float = 0.35                # px/frame^2, downwards
   restitution: float = 0.85            # floor/walls; ball-ball collisions are elastic
@@ -30,6 +31,9 @@ class PhysicsConfig:
       raise ValueError(f"data.physics.num_balls must be >= 1, got {self.num_balls}")
     if 2 * self.radius[1] * self.num_balls >= self.size - self.floor_height:
       raise ValueError("data.physics: balls too large for the canvas; reduce radius or num_balls")
+    if (self.num_balls - 1) * self.min_radius_gap > self.radius[1] - self.radius[0]:
+      raise ValueError("data.physics: radius range too narrow for num_balls with min_radius_gap; "
+                       "widen radius or lower min_radius_gap")
     return self
 
 
@@ -58,9 +62,17 @@ def _non_overlapping_positions(rng, radius_N, cfg):
   raise RuntimeError("could not place balls without overlap; reduce data.physics.radius")
 
 
+def _distinct_radii(rng, cfg):
+  """Decreasing radii, consecutive ones at least min_radius_gap apart (rejection sampling)."""
+  while True:
+    radius = np.sort(rng.uniform(*cfg.radius, size=cfg.num_balls))[::-1]
+    if np.all(-np.diff(radius) >= cfg.min_radius_gap):
+      return radius
+
+
 def sample_scene(rng: np.random.Generator, cfg: PhysicsConfig) -> Scene:
   n = cfg.num_balls
-  radius = np.sort(rng.uniform(*cfg.radius, size=n))[::-1]
+  radius = _distinct_radii(rng, cfg)
   pos = _non_overlapping_positions(rng, radius, cfg)
   angle = rng.uniform(0, 2 * np.pi, size=n)
   speed = rng.uniform(*cfg.speed, size=n)

@@ -106,9 +106,12 @@ def train(task: Task, cfg, workdir: str, resume: bool = False, mesh=None,
       bar.set_postfix(loss=f"{last['loss']:.4f}", refresh=False)
     if eval_fn is not None and cfg.eval_every and done % cfg.eval_every == 0:
       writer.write(done, eval_fn(state, done))
-    ckpt.save(manager, done, state, data_iter, cfg, force=(done == end))
+    preempted = manager.reached_preemption(done)
+    # The loop, not orbax, picks save steps (orbax would also save the very first step).
+    if done % cfg.checkpoint.every == 0 or done == end or preempted:
+      ckpt.save(manager, done, state, data_iter, cfg, force=True)
     bar.update(1)
-    if manager.reached_preemption(done):
+    if preempted:
       logging.warning("preemption signal at step %d: checkpoint saved, exiting", done)
       break
   bar.close()

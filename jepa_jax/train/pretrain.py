@@ -91,9 +91,12 @@ def init_state(models: JEPAModels, cfg, rng, batch, total_steps: int) -> JEPATra
   z_ctx = models.encoder.apply(enc_params, batch["frames"][:1], view["ctx"][:1])
   pred_params = models.predictor.init(pred_rng, z_ctx, view["ctx"][:1], view["tgt"][:1])
   params = {"encoder": enc_params["params"], "predictor": pred_params["params"]}
-  return JEPATrainState.create(
+  state = JEPATrainState.create(
       apply_fn=None, params=params, tx=make_optimizer(cfg.optim, total_steps),
       target_params={"encoder": jax.tree.map(jnp.copy, params["encoder"])})
+  # A strong int32 step, like the one a checkpoint restores: with the weak-typed default a
+  # resumed run traces a different signature and misses the (persistent) compilation cache.
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def target_features(models: JEPAModels, target_params, frames):
