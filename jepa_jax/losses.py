@@ -51,10 +51,11 @@ def feature_std(z):
   return jnp.std(_flatten_rows(z), axis=0)
 
 
-def effective_rank(z, eps: float = 1e-7):
+def effective_rank(z, eps: float = 1e-7, max_rows: int = 2048):
   """RankMe (Garrido et al. 2023): exp(entropy of normalised singular values) of the centred
-  feature matrix. Ranges 1 (fully collapsed) .. min(N, D)."""
-  z = _flatten_rows(z)
+  feature matrix. Ranges 1 (fully collapsed) .. min(N, D). Uses the first `max_rows` rows so
+  the SVD stays small (and gathers little) at pod-scale batches."""
+  z = _flatten_rows(z)[:max_rows]
   s = jnp.linalg.svd(z - z.mean(0), compute_uv=False)
   p = s / (s.sum() + eps) + eps
   return jnp.exp(-jnp.sum(p * jnp.log(p)))

@@ -31,7 +31,8 @@ class PhysicsConfig:
       raise ValueError(f"data.physics.num_balls must be >= 1, got {self.num_balls}")
     if 2 * self.radius[1] * self.num_balls >= self.size - self.floor_height:
       raise ValueError("data.physics: balls too large for the canvas; reduce radius or num_balls")
-    if (self.num_balls - 1) * self.min_radius_gap > self.radius[1] - self.radius[0]:
+    # Strict: at equality only a measure-zero set of radii qualifies and sampling would never end.
+    if (self.num_balls - 1) * self.min_radius_gap >= self.radius[1] - self.radius[0]:
       raise ValueError("data.physics: radius range too narrow for num_balls with min_radius_gap; "
                        "widen radius or lower min_radius_gap")
     return self
@@ -64,10 +65,12 @@ def _non_overlapping_positions(rng, radius_N, cfg):
 
 def _distinct_radii(rng, cfg):
   """Decreasing radii, consecutive ones at least min_radius_gap apart (rejection sampling)."""
-  while True:
+  for _ in range(10_000):
     radius = np.sort(rng.uniform(*cfg.radius, size=cfg.num_balls))[::-1]
     if np.all(-np.diff(radius) >= cfg.min_radius_gap):
       return radius
+  raise RuntimeError("could not draw radii min_radius_gap apart; widen data.physics.radius or "
+                     "lower data.physics.min_radius_gap")
 
 
 def sample_scene(rng: np.random.Generator, cfg: PhysicsConfig) -> Scene:
