@@ -61,7 +61,82 @@ def effective_rank(z, eps: float = 1e-7, max_rows: int = 2048):
   return jnp.exp(-jnp.sum(p * jnp.log(p)))
 
 
+def content_std(z_BND):
+  """Std across the batch at each token position, averaged over positions and dims.
+
+  Features that encode only where a token is (its position embedding) are perfectly predictable
+  from the mask tokens; they have a healthy std over all tokens (feature_std) but no variation
+  across videos at a fixed position. This is the collapse that statistic misses.
+  """
+  return jnp.std(z_BND.astype(jnp.float32), axis=0).mean()
+
+
 def collapse_stats(z, prefix: str = "target"):
   std = feature_std(z)
-  return {f"{prefix}/std_mean": std.mean(), f"{prefix}/std_min": std.min(),
-          f"{prefix}/effective_rank": effective_rank(z)}
+  stats = {f"{prefix}/std_mean": std.mean(), f"{prefix}/std_min": std.min(),
+           f"{prefix}/effective_rank": effective_rank(z)}
+  if z.ndim == 3:
+    stats[f"{prefix}/content_std"] = content_std(z)
+  return stats
+
+
+def per_position_vc_loss(z_BND):
+  """VICReg variance + covariance across the batch, separately at each of N token positions,
+  averaged over positions: (var, cov). Every position must vary with the video's content, so a
+  position-only (content-free) encoding is penalised."""
+  z_NBD = jnp.swapaxes(z_BND, 0, 1)
+  var_N = jax.vmap(variance_loss)(z_NBD)
+  cov_N = jax.vmap(covariance_loss)(z_NBD)
+  return var_N.mean(), cov_N.mean()
+
+
+# ----------------------------------------------------------------------------- world models
+
+def multistep_prediction_loss(pred_BH, target_BH, kind: str = "l2"):
+  """Latent prediction over a rollout: (mean loss, per-horizon loss (H,)).
+
+  pred/target are (B, H, ...) with pred[:, k] the prediction k+1 steps ahead (or a teacher-forced
+  one); each horizon is averaged over batch and features, the total over horizons.
+  """
+  per_step_H = jax.vmap(lambda p, t: latent_prediction_loss(p, t, kind), in_axes=(1, 1))(
+      pred_BH, target_BH)
+  return per_step_H.mean(), per_step_H
+
+
+def temporal_smoothness_loss(z_BT):
+  """Mean squared change between consecutive latents, (B, T, ...) -> scalar (PLDM's time
+  similarity term): favours slowly varying features such as the agent's position."""
+  d = z_BT[:, 1:].astype(jnp.float32) - z_BT[:, :-1].astype(jnp.float32)
+  return jnp.mean(jnp.sum(d.reshape(*d.shape[:2], -1) ** 2, -1))
+
+
+def inverse_dynamics_loss(action_pred, action_true):
+  """Mean squared error of actions predicted from (z_t, z_{t+1}); keeps action-relevant
+  information in the latent (PLDM / EB-JEPA)."""
+  return jnp.mean((action_pred.astype(jnp.float32) - action_true.astype(jnp.float32)) ** 2)
+
+
+def epps_pulley(x_NM, t_max: float = 5.0, num_points: int = 17):
+  """Epps–Pulley statistic of each column of x_NM against N(0, 1), shape (M,).
+
+  EP = N * ∫ |φ_N(t) − φ(t)|² w(t) dt with empirical characteristic function
+  φ_N(t) = mean_n exp(i t x_n), φ(t) = w(t) = exp(−t²/2), trapezoid rule on `num_points`
+  equally spaced knots over [−t_max, t_max] (LeJEPA's SIGReg settings: 5, 17).
+  |φ_N − φ|² = (mean cos(t x) − φ)² + (mean sin(t x))².
+  """
+  n = x_NM.shape[0]
+  t_P = jnp.linspace(-t_max, t_max, num_points)
+  phi_P = jnp.exp(-0.5 * t_P**2)
+  xt_NMP = x_NM.astype(jnp.float32)[..., None] * t_P
+  err_MP = (jnp.cos(xt_NMP).mean(0) - phi_P) ** 2 + jnp.sin(xt_NMP).mean(0) ** 2
+  return n * jnp.trapezoid(err_MP * phi_P, t_P, axis=-1)
+
+
+def sigreg_loss(z, key, num_slices: int = 256, t_max: float = 5.0, num_points: int = 17):
+  """SIGReg (LeJEPA): mean Epps–Pulley statistic of z (rows = samples, flattened features)
+  projected on `num_slices` random unit directions; pushes z towards an isotropic Gaussian.
+  Pass a fresh key every step (e.g. fold_in(seed_key, step)) so directions vary."""
+  z = _flatten_rows(z)
+  a_DM = jax.random.normal(key, (z.shape[1], num_slices), jnp.float32)
+  a_DM = a_DM / jnp.linalg.norm(a_DM, axis=0, keepdims=True)
+  return jnp.mean(epps_pulley(z @ a_DM, t_max, num_points))

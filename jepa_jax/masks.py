@@ -28,12 +28,29 @@ class MaskSpec:
   ratio h/w in `aspect`, spanning `temporal_scale` of the time axis (3-D grids; 1.0 = tubes).
   context_scale None: context = complement of the targets (V-JEPA). Otherwise one square block
   of that area fraction, spanning all time, minus the targets (I-JEPA).
+  context_frames (3-D only): predict the future. The context is every token of the first
+  round(context_frames * T') time slices; targets are the blocks restricted to the later slices,
+  or all of the later slices when num_blocks == 0. This view asks the predictor to extrapolate
+  motion, which rewards features that carry where things are and how they move (the surprise
+  evaluation uses the same past -> future prediction).
   """
   num_blocks: int
   spatial_scale: tuple[float, float]
   aspect: tuple[float, float] = (0.75, 1.5)
   temporal_scale: tuple[float, float] = (1.0, 1.0)
   context_scale: tuple[float, float] | None = None
+  context_frames: float | None = None
+
+
+def _context_slices(spec: MaskSpec, grid_shape) -> int:
+  if len(grid_shape) != 3:
+    raise ValueError(f"masks: context_frames needs a 3-D (T, H, W) token grid, got {grid_shape}")
+  t = grid_shape[0]
+  c = int(round(spec.context_frames * t))
+  if not 1 <= c < t:
+    raise ValueError(f"masks: context_frames={spec.context_frames} gives {c} of {t} time slices "
+                     "as context; choose a fraction that leaves at least one slice on each side")
+  return c
 
 
 # Published recipes.
@@ -71,7 +88,13 @@ def sample_masks(rng: np.random.Generator, grid_shape, spec: MaskSpec):
   target = np.zeros(grid_shape, bool)
   for _ in range(spec.num_blocks):
     target |= sample_block(rng, grid_shape, spec.spatial_scale, spec.aspect, spec.temporal_scale)
-  if spec.context_scale is None:
+  if spec.context_frames is not None:
+    c = _context_slices(spec, grid_shape)
+    target = target if spec.num_blocks else np.ones(grid_shape, bool)
+    target[:c] = False
+    context = np.zeros(grid_shape, bool)
+    context[:c] = True
+  elif spec.context_scale is None:
     context = ~target
   else:
     context = sample_block(rng, grid_shape, spec.context_scale, (1.0, 1.0))
@@ -87,6 +110,8 @@ class MultiBlockMasker:
       raise ValueError(f"grid_shape must be (H, W) or (T, H, W), got {grid_shape}")
     self.grid_shape = tuple(int(g) for g in grid_shape)
     self.spec = spec
+    if spec.context_frames is not None:
+      _context_slices(spec, self.grid_shape)
     rng = np.random.default_rng(0)  # calibration is part of the spec, not of the data seed
     sizes = np.array([[m.sum() for m in sample_masks(rng, self.grid_shape, spec)]
                       for _ in range(_CALIBRATION_DRAWS)])

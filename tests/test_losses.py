@@ -91,10 +91,34 @@ def test_feature_std_and_collapse_stats():
   z = np.array([[0.0, 1.0, 3.0], [2.0, 1.0, -1.0]], np.float32)
   np.testing.assert_allclose(losses.feature_std(z), [1.0, 0.0, 2.0], rtol=1e-6)  # population std
   stats = losses.collapse_stats(z[None], "enc")
-  assert set(stats) == {"enc/std_mean", "enc/std_min", "enc/effective_rank"}
+  assert set(stats) == {"enc/std_mean", "enc/std_min", "enc/effective_rank", "enc/content_std"}
+  assert float(stats["enc/content_std"]) == 0.0   # one video: nothing varies across videos
   assert float(stats["enc/std_mean"]) == pytest.approx(1.0)
   assert float(stats["enc/std_min"]) == 0.0
   assert float(stats["enc/effective_rank"]) == pytest.approx(1.0, abs=1e-3)  # 2 rows: rank 1
+
+
+def test_content_std_sees_position_only_features():
+  # Two videos, two token positions. Position-only features: identical across videos.
+  pos_only = np.array([[[1.0, -1.0], [-1.0, 1.0]]] * 2, np.float32)
+  assert float(losses.feature_std(pos_only).mean()) == pytest.approx(1.0)  # looks healthy
+  assert float(losses.content_std(pos_only)) == 0.0                         # but is content-free
+  content = np.array([[[0.0, 2.0], [1.0, 1.0]], [[2.0, 0.0], [3.0, 1.0]]], np.float32)
+  # Per (position, dim) population std over the 2 videos: |a - b| / 2 -> 1, 1, 1, 0.
+  assert float(losses.content_std(content)) == pytest.approx(0.75)
+
+
+def test_per_position_vc_loss_matches_per_position_terms():
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(6, 3, 4)).astype(np.float32) * np.array([0.5, 1.0, 2.0])[None, :, None]
+  var, cov = losses.per_position_vc_loss(z)
+  want_var = np.mean([float(losses.variance_loss(z[:, n])) for n in range(3)])
+  want_cov = np.mean([float(losses.covariance_loss(z[:, n])) for n in range(3)])
+  assert float(var) == pytest.approx(want_var, rel=1e-5)
+  assert float(cov) == pytest.approx(want_cov, rel=1e-5)
+  # Position-only features (same in every video) pay the full variance hinge at every position.
+  pos_only = np.broadcast_to(rng.normal(size=(1, 3, 4)), (6, 3, 4)).astype(np.float32)
+  assert float(losses.per_position_vc_loss(pos_only)[0]) == pytest.approx(1 - 0.01, abs=1e-6)
 
 
 # --- EMA ------------------------------------------------------------------------------------------

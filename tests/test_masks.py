@@ -15,6 +15,8 @@ CASES = [
     ("vjepa_long", (4, 8, 8), M.VJEPA_LONG_SPEC),
     ("vjepa_short", (8, 14, 14), M.VJEPA_SHORT_SPEC),
     ("vjepa_long", (8, 14, 14), M.VJEPA_LONG_SPEC),
+    ("future_all", (4, 8, 8), M.MaskSpec(0, (0.15, 0.15), context_frames=0.5)),
+    ("future_blocks", (8, 14, 14), M.MaskSpec(4, (0.15, 0.15), context_frames=0.25)),
 ]
 IDS = [f"{name}-{'x'.join(map(str, g))}" for name, g, _ in CASES]
 DRAWS = 40
@@ -44,7 +46,8 @@ def test_static_counts_disjoint_sorted_in_range(name, grid, spec):
 
 @pytest.mark.parametrize("name, grid, spec", CASES, ids=IDS)
 def test_deterministic_from_seed(name, grid, spec):
-  del name
+  if name == "future_all":
+    pytest.skip("past -> all of the future has a single possible mask")
   masker = _masker(grid, spec)
 
   def draws(seed, n=5):
@@ -169,3 +172,25 @@ def test_debug_batch_masks(debug_models, debug_batch):
 def test_bad_grid_rank_raises():
   with pytest.raises(ValueError, match=r"\(H, W\) or \(T, H, W\)"):
     M.MultiBlockMasker((16,), M.IJEPA_SPEC)
+
+
+@pytest.mark.parametrize("num_blocks", [0, 4])
+def test_future_view_context_is_the_past_targets_the_future(num_blocks):
+  grid = (4, 8, 8)
+  spec = M.MaskSpec(num_blocks, (0.15, 0.15), context_frames=0.5)
+  masker = _masker(grid, spec)
+  past = np.arange(2 * 64)                     # tokens of time slices 0 and 1 (row-major)
+  assert masker.n_ctx == len(past)
+  if num_blocks == 0:
+    assert masker.n_tgt == 2 * 64              # everything after the context
+  rng = np.random.default_rng(5)
+  for _ in range(20):
+    ctx, tgt = masker(rng)
+    np.testing.assert_array_equal(ctx, past)
+    assert tgt.min() >= len(past)
+
+
+@pytest.mark.parametrize("grid, frac", [((8, 8), 0.5), ((4, 8, 8), 0.1), ((4, 8, 8), 1.0)])
+def test_future_view_bad_fraction_or_grid_is_a_clear_error(grid, frac):
+  with pytest.raises(ValueError, match="context_frames"):
+    M.MultiBlockMasker(grid, M.MaskSpec(0, (0.15, 0.15), context_frames=frac))

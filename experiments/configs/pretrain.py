@@ -13,6 +13,10 @@ VJEPA_MASKS = (
     dict(num_blocks=8, spatial_scale=(0.15, 0.15), aspect=(0.75, 1.5)),  # short range
     dict(num_blocks=2, spatial_scale=(0.7, 0.7), aspect=(0.75, 1.5)),    # long range
 )
+FUTURE_MASKS = (
+    dict(num_blocks=8, spatial_scale=(0.15, 0.15), aspect=(0.75, 1.5)),  # short range
+    dict(num_blocks=0, spatial_scale=(0.15, 0.15), context_frames=0.5),  # past -> future
+)
 IJEPA_MASKS = (
     dict(num_blocks=4, spatial_scale=(0.15, 0.2), aspect=(0.75, 1.5), context_scale=(0.85, 1.0)),
 )
@@ -37,7 +41,8 @@ def base() -> ml_collections.ConfigDict:
       size="micro", patch_size=(4, 8, 8), dtype="float32", scan=False, remat=False,
       predictor=dict(width=64, depth=2, num_heads=4)))
   c.masks = [ml_collections.ConfigDict(m) for m in VJEPA_MASKS]
-  c.loss = ml_collections.ConfigDict(dict(kind="l1"))
+  # var/cov_weight: VICReg terms per token position on the context encoder of future views.
+  c.loss = ml_collections.ConfigDict(dict(kind="l1", var_weight=0.0, cov_weight=0.0))
 
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-3, warmup_init_lr=1e-4, final_lr=1e-6, warmup_steps=50,
@@ -59,6 +64,9 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
   c = base()
   if preset == "cpu_default":
     pass
+  elif preset == "cpu_future":
+    c.masks = [ml_collections.ConfigDict(m) for m in FUTURE_MASKS]
+    c.loss.update(var_weight=1.0, cov_weight=0.04)
   elif preset == "debug":
     c.total_steps = 6
     c.batch_size = 8

@@ -107,20 +107,34 @@ def target_features(models: JEPAModels, target_params, frames):
 
 def make_train_step(models: JEPAModels, cfg, total_steps: int):
   momentum_fn = ema_momentum(cfg.optim, total_steps)
+  var_w, cov_w = cfg.loss.get("var_weight", 0.0), cfg.loss.get("cov_weight", 0.0)
+  content_views = [i for i, m in enumerate(cfg.masks) if m.get("context_frames") is not None]
+  if (var_w or cov_w) and not content_views:
+    raise ValueError("loss.var_weight/cov_weight regularise the context encoder of past -> "
+                     "future mask views (fixed token positions); add a masks entry with "
+                     "context_frames, or set the weights to 0")
 
   def loss_fn(params, target_params, batch):
     h_raw, h = target_features(models, target_params, batch["frames"])
     h = jax.lax.stop_gradient(h)
-    view_losses, preds = [], []
-    for view in batch["masks"]:
+    view_losses, preds, reg = [], [], {}
+    for i, view in enumerate(batch["masks"]):
       z_ctx = models.encoder.apply({"params": params["encoder"]}, batch["frames"], view["ctx"])
       pred = models.predictor.apply({"params": params["predictor"]}, z_ctx, view["ctx"],
                                     view["tgt"])
       target = jnp.take_along_axis(h, view["tgt"][..., None], axis=1)
       view_losses.append(losses.latent_prediction_loss(pred, target, cfg.loss.kind))
       preds.append(pred)
+      if i in content_views and (var_w or cov_w):
+        # Future views see the same token positions in every video: regularise per position.
+        reg[f"var_view{i}"], reg[f"cov_view{i}"] = losses.per_position_vc_loss(z_ctx)
     loss = jnp.mean(jnp.stack(view_losses))
-    aux = {"views": view_losses, "target_raw": jax.lax.stop_gradient(h_raw), "pred": preds[0]}
+    if reg:
+      n = len(content_views)
+      loss = loss + (var_w * sum(v for k, v in reg.items() if k.startswith("var")) +
+                     cov_w * sum(v for k, v in reg.items() if k.startswith("cov"))) / n
+    aux = {"views": view_losses, "target_raw": jax.lax.stop_gradient(h_raw), "pred": preds[0],
+           "reg": reg}
     return loss, aux
 
   def train_step(state: JEPATrainState, batch):
@@ -134,6 +148,7 @@ def make_train_step(models: JEPAModels, cfg, total_steps: int):
     metrics = {"loss": loss, "grad_norm": _global_norm(grads), "ema_momentum": m,
                **current_hparams(new_state.opt_state),
                **{f"loss_view{i}": v for i, v in enumerate(aux["views"])},
+               **{f"reg/{k}": v for k, v in aux["reg"].items()},
                **losses.collapse_stats(aux["target_raw"], "target"),
                "pred/std_mean": losses.feature_std(aux["pred"]).mean()}
     return new_state, metrics
