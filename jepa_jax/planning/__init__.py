@@ -15,3 +15,6 @@ from jepa_jax.planning.gradient_mpc import (GradientMPCConfig, descend, make_gra
 from jepa_jax.planning.hybrid import HybridConfig, make_hybrid_planner
 from jepa_jax.planning.mppi import MPPIConfig, make_mppi_planner
 from jepa_jax.planning.rollout import finite_or_inf, shift_plan, trajectory_cost, unroll
+from jepa_jax.planning.closed_loop import (ClosedLoopConfig, Episode, clip_norm, clipped_step,
+                                           make_closed_loop, planning_step)
+from jepa_jax.planning.factory import PLANNERS, make_planner, planner_config

@@ -1,0 +1,77 @@
+"""Closed-loop planning on Two Rooms. Use as `--config=experiments/configs/plan.py:PRESET`.
+
+Presets:
+  debug        seconds: 4 episodes, 24 steps, tiny planners (tests, smoke runs).
+  cpu_default  the issue's evaluation: 200 episodes per layout, 200-step budget, all planners
+               (analytic world model).
+  cpu_learned  the same with the learned world model at /work/runs/wm_cpu_default and cheaper
+               planner settings (smaller populations).
+
+Keys:
+  world_model.kind  'analytic' (hand-written, reads the images) or 'learned' (+ world_model.workdir)
+  planners          comma-separated subset of gradient,cem,mppi,hybrid
+  layouts           comma-separated subset of fixed,random
+  control           episode_steps (budget), replan_every (k actions executed per plan),
+                    action_max_norm (executed == modelled action norm clip)
+  cost              goal energy: metric l1/l2/l2sq, reduction final/sum, discount, average
+  planner           horizon, action_bound (box +-bound), one section per planner
+"""
+
+import ml_collections
+
+
+def base() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.episodes = 200
+  c.chunk = 50  # episodes per vmapped call (memory / progress granularity)
+  c.layouts = 'fixed,random'
+  c.planners = 'gradient,cem,mppi,hybrid'
+  c.env = ml_collections.ConfigDict(dict(size=64))  # TwoRoomsConfig fields; fixed_layout per run
+  c.task = ml_collections.ConfigDict(dict(margin=2.6, threshold=4.5))
+  c.control = ml_collections.ConfigDict(dict(
+      episode_steps=200, replan_every=1, action_repeat=8, action_max_norm=1.8, shift_fill='last',
+      cold_restart=True))  # 2nd search from a zero plan each replan (escapes the wall; 2x cost)
+  c.cost = ml_collections.ConfigDict(dict(metric='l2', reduction='sum', discount=1.0,
+                                          average=False, final_weight=4.0))
+  c.planner = ml_collections.ConfigDict(dict(
+      horizon=4, action_bound=1.8,
+      gradient=dict(iterations=30, learning_rate=0.3, optimizer='adam', restarts=1,
+                    final_lr_fraction=1.0),
+      cem=dict(population=128, elites=16, iterations=4, init_std=2.0, min_std=0.05,
+               momentum=0.0),
+      mppi=dict(samples=128, iterations=4, temperature=0.5, noise_std=2.0, noise_decay=0.8),
+      hybrid=dict(refine=4, cem=dict(iterations=4), gradient=dict(iterations=20))))
+  c.world_model = ml_collections.ConfigDict(dict(
+      kind='analytic', workdir='', analytic=dict(temperature=1.0, walls=True)))
+  c.plots = ml_collections.ConfigDict(dict(grid=16, gif=4, gif_fps=15))
+  return c
+
+
+def get_config(preset: str = 'cpu_default') -> ml_collections.ConfigDict:
+  c = base()
+  if preset == 'cpu_default':
+    pass
+  elif preset == 'debug':
+    c.episodes = 4
+    c.chunk = 2
+    c.control.update(episode_steps=24, replan_every=1, action_repeat=4, cold_restart=False)
+    c.planner.horizon = 3
+    c.planner.gradient.update(iterations=3)
+    c.planner.cem.update(population=16, elites=4, iterations=2)
+    c.planner.mppi.update(samples=16, iterations=2)
+    c.planner.hybrid.update(refine=2, cem=dict(iterations=1), gradient=dict(iterations=2))
+    c.plots.update(grid=4, gif=2)
+  elif preset == 'cpu_learned':
+    # The learned world model (issue 3) costs ~1 MFLOP per step vs ~0 for the analytic one, so the
+    # populations are smaller; the cost budget is set by the 10-minute / 200-episode target.
+    c.world_model.update(kind='learned', workdir='/work/runs/wm_cpu_default')
+    c.chunk = 25
+    c.control.cold_restart = False  # halves planning cost; turn on if the budget allows
+    c.planner.gradient.update(iterations=20)
+    c.planner.cem.update(population=64, elites=8, iterations=3)
+    c.planner.mppi.update(samples=64, iterations=3)
+    c.planner.hybrid.update(refine=2, cem=dict(iterations=3), gradient=dict(iterations=10))
+  else:
+    raise ValueError(f"unknown preset {preset!r}: choose 'debug', 'cpu_default' or 'cpu_learned'")
+  return c

@@ -1,0 +1,189 @@
+"""Planning evaluation on Two Rooms: N start/goal pairs in opposite rooms, closed-loop MPC with a
+world model, success judged by the environment after each episode.
+
+Episodes run as a jitted vmap over a chunk; chunks are looped with a tqdm bar (ETA). The task set
+depends only on (seed, layout kind, N), so every planner sees the same episodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from jepa_jax.envs import two_rooms
+from jepa_jax.eval import planning_tasks as T
+from jepa_jax.eval.stats import wilson_interval
+from jepa_jax.eval.world_models import WorldModel
+from jepa_jax.planning import costs
+from jepa_jax.planning.closed_loop import ClosedLoopConfig, make_closed_loop, planning_step
+from jepa_jax.planning.factory import make_planner
+
+LAYOUTS = ('fixed', 'random')
+
+
+@dataclasses.dataclass
+class EvalResult:
+  planner: str
+  layout: str
+  success_N: np.ndarray
+  final_dist_N: np.ndarray
+  pos_NT2: np.ndarray
+  goal_N2: np.ndarray
+  layout_N2: np.ndarray
+  plan_cost_NR: np.ndarray
+  compile_s: float
+  run_s: float  # all chunks, after compilation
+  replan_latency_s: float  # one replan for one episode (jitted, median of repeats)
+  num_replans: int
+  threshold: float
+
+  @property
+  def n(self) -> int:
+    return int(self.success_N.shape[0])
+
+  @property
+  def rate(self) -> float:
+    return float(self.success_N.mean())
+
+  @property
+  def ci(self) -> tuple[float, float]:
+    return wilson_interval(int(self.success_N.sum()), self.n)
+
+  @property
+  def per_episode_s(self) -> float:
+    return self.run_s / self.n
+
+  def summary(self) -> dict[str, Any]:
+    lo, hi = self.ci
+    return dict(planner=self.planner, layout=self.layout, episodes=self.n,
+                successes=int(self.success_N.sum()), success_rate=self.rate, ci95=(lo, hi),
+                pldm_success_rate=float((self.final_dist_N < T.PLDM_THRESHOLD).mean()),
+                median_final_dist=float(np.median(self.final_dist_N)),
+                replan_latency_ms=1e3 * self.replan_latency_s,
+                batched_replan_ms=1e3 * self.run_s / (self.n * self.num_replans),
+                per_episode_s=self.per_episode_s, run_s=self.run_s, compile_s=self.compile_s)
+
+
+def env_config(cfg, layout: str) -> two_rooms.TwoRoomsConfig:
+  if layout not in LAYOUTS:
+    raise ValueError(f'layout {layout!r} unknown; choose from {LAYOUTS} (config key: layouts)')
+  return two_rooms.TwoRoomsConfig(**dict(cfg.env), fixed_layout=(layout == 'fixed'))
+
+
+def control_config(cfg) -> ClosedLoopConfig:
+  c = cfg.control
+  return ClosedLoopConfig(episode_steps=c.episode_steps, replan_every=c.replan_every,
+                          horizon=cfg.planner.horizon, action_dim=2, action_repeat=c.action_repeat,
+                          action_max_norm=c.action_max_norm, shift_fill=c.shift_fill,
+                          cold_restart=c.get('cold_restart', False))
+
+
+def cost_fn(cfg):
+  """Goal energy over the plan (reduction/discount) + final_weight * goal energy of the last state."""
+  c = cfg.cost
+  main = costs.goal_energy(metric=c.metric, reduction=c.reduction, discount=c.discount,
+                           average=c.average)
+  if not c.final_weight:
+    return main
+  final = costs.goal_energy(metric=c.metric, reduction='final', average=c.average)
+  return costs.weighted_sum([(1.0, main), (float(c.final_weight), final)])
+
+
+def build(cfg, wm: WorldModel, planner: str, layout: str):
+  """(plan, run_episode, env_cfg, control_cfg). run_episode(params, key, state0, goal_obs)."""
+  env_cfg, cl = env_config(cfg, layout), control_config(cfg)
+  if cl.action_max_norm is not None and cl.action_max_norm > env_cfg.max_action_norm:
+    raise ValueError(f'control.action_max_norm={cl.action_max_norm} exceeds the environment\'s '
+                     f'max_action_norm={env_cfg.max_action_norm}: the env would clip differently '
+                     'from the model; lower control.action_max_norm')
+  plan = make_planner(planner, cfg.planner, planning_step(wm.step, cl), cost_fn(cfg))
+  run = make_closed_loop(wm.encode, plan, lambda s, a: two_rooms.step(s, a, env_cfg),
+                         lambda s: two_rooms.render(s, env_cfg), cl)
+  return plan, run, env_cfg, cl
+
+
+def tasks_for(cfg, layout: str, n: int) -> T.Task:
+  key = jax.random.fold_in(jax.random.key(cfg.seed), LAYOUTS.index(layout))
+  return T.sample_tasks(key, n, env_config(cfg, layout), cfg.task.margin)
+
+
+def _time_one_replan(plan, wm: WorldModel, task: T.Task, horizon: int, repeats: int = 5) -> float:
+  z0 = wm.encode(wm.params, task.goal_obs)  # any latent of the right shape
+  f = jax.jit(plan)
+  args = (wm.params, z0, z0, jax.random.key(0), jnp.zeros((horizon, 2), jnp.float32))
+  jax.block_until_ready(f(*args))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(*args))
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
+def evaluate(cfg, wm: WorldModel, planner: str, layout: str, progress: bool = True) -> EvalResult:
+  n, chunk = int(cfg.episodes), int(min(cfg.chunk, cfg.episodes))
+  if n <= 0 or chunk <= 0:
+    raise ValueError(f'episodes={cfg.episodes} and chunk={cfg.chunk} must be > 0')
+  plan, run, env_cfg, cl = build(cfg, wm, planner, layout)
+  tasks = tasks_for(cfg, layout, n)
+  num_chunks = -(-n // chunk)
+  pad = num_chunks * chunk - n  # the last chunk is padded with copies of episode 0, then dropped
+  take = lambda x: jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])]) if pad else x
+  tasks_p = jax.tree.map(take, tasks)
+  ep_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(cfg.seed + 1), i))(
+      jnp.arange(n + pad))
+
+  def run_chunk(params, keys, state0, goal_obs):
+    ep = jax.vmap(run, in_axes=(None, 0, 0, 0))(params, keys, state0, goal_obs)
+    return ep.states.pos, ep.plan_cost_R
+
+  sl = lambda x, i: x[i * chunk:(i + 1) * chunk]
+  args0 = (wm.params, sl(ep_keys, 0), jax.tree.map(lambda x: sl(x, 0), tasks_p.state0),
+           sl(tasks_p.goal_obs, 0))
+  t0 = time.perf_counter()
+  compiled = jax.jit(run_chunk).lower(*args0).compile()
+  compile_s = time.perf_counter() - t0
+
+  pos, pcost = [], []
+  t0 = time.perf_counter()
+  bar = tqdm(range(num_chunks), desc=f'{planner}/{layout}', unit='chunk', disable=not progress,
+             postfix=dict(eps=chunk))
+  for i in bar:
+    p, c = compiled(wm.params, sl(ep_keys, i), jax.tree.map(lambda x: sl(x, i), tasks_p.state0),
+                    sl(tasks_p.goal_obs, i))
+    pos.append(np.asarray(p))
+    pcost.append(np.asarray(c))
+    done = np.concatenate(pos)[:n, -1]
+    dist = np.linalg.norm(done - np.asarray(tasks.goal_pos[:len(done)]), axis=-1)
+    bar.set_postfix(success=f'{float(np.mean(dist < cfg.task.threshold)):.3f}')
+  run_s = time.perf_counter() - t0
+
+  pos_NT2 = np.concatenate(pos)[:n]
+  goal_N2 = np.asarray(tasks.goal_pos)
+  final_dist = np.linalg.norm(pos_NT2[:, -1] - goal_N2, axis=-1)
+  latency = _time_one_replan(plan, wm, jax.tree.map(lambda x: x[0], tasks), cl.horizon)
+  return EvalResult(planner=planner, layout=layout, success_N=final_dist < cfg.task.threshold,
+                    final_dist_N=final_dist, pos_NT2=pos_NT2, goal_N2=goal_N2,
+                    layout_N2=np.asarray(tasks.state0.layout), plan_cost_NR=np.concatenate(pcost)[:n],
+                    compile_s=compile_s, run_s=run_s, replan_latency_s=latency,
+                    num_replans=cl.num_replans, threshold=float(cfg.task.threshold))
+
+
+def format_table(results: list[EvalResult]) -> str:
+  head = (f"{'planner':<9} {'layout':<7} {'success':>8} {'95% CI (Wilson)':>17} {'<1.41px':>8} "
+          f"{'med.dist':>8} {'replan ms':>9} {'batched ms':>10} {'s/episode':>9} {'total s':>8}")
+  lines = [head, '-' * len(head)]
+  for r in results:
+    s = r.summary()
+    lo, hi = s['ci95']
+    lines.append(f"{r.planner:<9} {r.layout:<7} {s['successes']:>4}/{r.n:<3} "
+                 f"[{100 * lo:5.1f}, {100 * hi:5.1f}] % {100 * s['pldm_success_rate']:7.1f}% "
+                 f"{s['median_final_dist']:8.2f} {s['replan_latency_ms']:9.2f} "
+                 f"{s['batched_replan_ms']:10.3f} {s['per_episode_s']:9.3f} {s['run_s']:8.1f}")
+  return '\n'.join(lines)

@@ -1,0 +1,135 @@
+"""Receding-horizon control in a pure-JAX environment: observe -> encode -> plan -> act -> repeat.
+
+One episode is ONE `lax.scan` over replanning blocks; each block renders the current state,
+encodes the image, plans from that latent, executes the first `replan_every` actions in the
+environment (an inner scan) and shifts the plan as the next warm start. A batch of episodes is
+`jax.vmap(run, in_axes=(None, 0, 0, 0))`.
+
+What the planner sees: `encode(params, observe(state))` and `encode(params, goal_obs)`, nothing
+else. The environment state (true position, layout) is only handed to `env_step` and `observe`;
+success is judged from the returned states after the episode, never inside the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jepa_jax.planning.rollout import StepFn, shift_plan
+
+EncodeFn = Callable[[Any, jax.Array], Any]  # (params, obs) -> z
+PlanFn = Callable[..., tuple[jax.Array, dict]]  # (params, z0, z_goal, key, init_plan_HA) -> (a_HA, info)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClosedLoopConfig:
+  episode_steps: int = 200  # environment steps per episode (the budget)
+  replan_every: int = 4  # plan actions executed before observing and replanning (k)
+  horizon: int = 32  # planner horizon H in plan actions (must equal the planner config's horizon)
+  action_repeat: int = 1  # each plan action is held for r env steps (the model steps r times too)
+  action_dim: int = 2
+  action_max_norm: float | None = None  # executed AND modelled actions are scaled to this norm
+  shift_fill: str = 'last'  # warm start padding, see rollout.shift_plan
+  cold_restart: bool = False  # also plan from an all-zero plan each replan; keep the cheaper plan
+
+  def __post_init__(self):
+    name = 'ClosedLoopConfig'
+    for key in ('episode_steps', 'replan_every', 'horizon', 'action_dim', 'action_repeat'):
+      if not isinstance(getattr(self, key), int) or getattr(self, key) <= 0:
+        raise ValueError(f'{name}.{key} must be a positive int, got {getattr(self, key)!r}')
+    if self.replan_every > self.horizon:
+      raise ValueError(f'{name}.replan_every={self.replan_every} exceeds horizon={self.horizon}: '
+                       'a plan cannot supply more actions than it has; lower replan_every')
+    if self.episode_steps % self.steps_per_block:
+      raise ValueError(f'{name}.episode_steps={self.episode_steps} must be a multiple of '
+                       f'replan_every * action_repeat = {self.steps_per_block} (every block '
+                       'executes the same number of steps inside one scan); change one of them')
+    if self.action_max_norm is not None and not self.action_max_norm > 0:
+      raise ValueError(f'{name}.action_max_norm must be > 0 or None, got {self.action_max_norm}')
+    if self.shift_fill not in ('last', 'zeros'):
+      raise ValueError(f"{name}.shift_fill must be 'last' or 'zeros', got {self.shift_fill!r}")
+
+  @property
+  def steps_per_block(self) -> int:
+    return self.replan_every * self.action_repeat
+
+  @property
+  def num_replans(self) -> int:
+    return self.episode_steps // self.steps_per_block
+
+
+class Episode(NamedTuple):
+  states: Any  # env-state pytree, leading axis T+1 (initial state first)
+  actions_TA: jax.Array  # executed actions (after the norm clip)
+  plan_cost_R: jax.Array  # planner's objective at each replan
+  z_R: Any  # the latent the planner was given at each replan (encode of the rendered state)
+  z_goal: Any
+
+
+def clip_norm(actions_A, max_norm: float | None):
+  """Scale each action (last axis) down to norm <= max_norm, keeping its direction."""
+  if max_norm is None:
+    return actions_A
+  # sqrt(|a|^2 + eps), not jnp.linalg.norm: the latter's gradient is NaN at a = 0 (a cold plan).
+  norm = jnp.sqrt(jnp.sum(jnp.square(actions_A), axis=-1, keepdims=True) + 1e-12)
+  return actions_A * jnp.minimum(1.0, max_norm / norm)
+
+
+def clipped_step(step_fn: StepFn, max_norm: float | None) -> StepFn:
+  """The world-model step the planner must use: it sees the same clipped action the env gets."""
+  if max_norm is None:
+    return step_fn
+  return lambda params, z, a_A: step_fn(params, z, clip_norm(a_A, max_norm))
+
+
+def planning_step(step_fn: StepFn, cfg: ClosedLoopConfig) -> StepFn:
+  """One plan action as the closed loop executes it: norm clip, then `action_repeat` model steps."""
+  step = clipped_step(step_fn, cfg.action_max_norm)
+  r = cfg.action_repeat
+  if r == 1:
+    return step
+  return lambda params, z, a_A: jax.lax.fori_loop(0, r, lambda _, z: step(params, z, a_A), z)
+
+
+def make_closed_loop(encode: EncodeFn, plan: PlanFn, env_step: Callable, observe: Callable,
+                     cfg: ClosedLoopConfig):
+  """run(params, key, state0, goal_obs) -> Episode. Pure; jit it, vmap it over episodes.
+
+  env_step(state, action_A) -> state and observe(state) -> obs are the environment; `plan` must be
+  built on `planning_step(step, cfg)` so model and environment agree.
+  """
+  k, H, A, r = cfg.replan_every, cfg.horizon, cfg.action_dim, cfg.action_repeat
+
+  def run(params, key, state0, goal_obs):
+    z_goal = encode(params, goal_obs)
+
+    def block(carry, key_b):
+      state, plan_HA = carry
+      z0 = encode(params, observe(state))  # the planner's only view of the world
+      actions_HA, info = plan(params, z0, z_goal, key_b, plan_HA)
+      if cfg.cold_restart:  # a second search that does not start pressed into whatever held us
+        cold_HA, cold_info = plan(params, z0, z_goal, jax.random.fold_in(key_b, 1), jnp.zeros_like(plan_HA))
+        better = cold_info['cost'] < info['cost']
+        actions_HA = jnp.where(better, cold_HA, actions_HA)
+        info = dict(cost=jnp.minimum(cold_info['cost'], info['cost']))
+      exec_KA = jnp.repeat(clip_norm(actions_HA[:k], cfg.action_max_norm), r, axis=0)
+
+      def act(s, a_A):
+        s = env_step(s, a_A)
+        return s, s
+
+      state, states_K = jax.lax.scan(act, state, exec_KA)
+      return (state, shift_plan(actions_HA, k, cfg.shift_fill)), (states_K, exec_KA, info['cost'], z0)
+
+    keys = jax.random.split(key, cfg.num_replans)
+    init = (state0, jnp.zeros((H, A), jnp.float32))
+    _, (states_RK, exec_RKA, cost_R, z_R) = jax.lax.scan(block, init, keys)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])
+    states = jax.tree.map(lambda s0, s: jnp.concatenate([s0[None], flat(s)]), state0, states_RK)
+    return Episode(states, flat(exec_RKA), cost_R, z_R, z_goal)
+
+  return run

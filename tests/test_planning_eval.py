@@ -1,0 +1,120 @@
+"""Planning evaluation pieces: tasks, success metric, Wilson CI, analytic world model, the debug
+preset end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jepa_jax.envs import two_rooms as tr
+from jepa_jax.eval import analytic_world_model as awm
+from jepa_jax.eval import planning_tasks as T
+from jepa_jax.eval.stats import wilson_interval
+from jepa_jax.planning import factory
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize('k, n, lo, hi', [
+    (0, 10, 0.0, 3.8414588 / 13.8414588),  # closed form at 0 successes: z^2 / (n + z^2)
+    (10, 10, 10 / 13.8414588, 1.0),
+    (5, 10, 0.2365931, 0.7634069),
+    (200, 200, 200 / 203.8414588, 1.0),  # closed form at n successes: n / (n + z^2)
+])
+def test_wilson_interval_known_values(k, n, lo, hi):
+  got = wilson_interval(k, n)
+  np.testing.assert_allclose(got, (lo, hi), atol=2e-6)
+
+
+@pytest.mark.parametrize('k, n', [(196, 200), (37, 50), (1, 4)])
+def test_wilson_interval_is_the_score_test_inversion(k, n):
+  """Independent derivation: the bounds are the roots in p of (k/n - p)^2 = z^2 p (1 - p) / n."""
+  z2, ph = 1.959963984540054 ** 2, k / n
+  roots = np.sort(np.roots([1 + z2 / n, -(2 * ph + z2 / n), ph * ph]).real)
+  np.testing.assert_allclose(wilson_interval(k, n), roots, atol=1e-9)
+
+
+def test_wilson_interval_errors():
+  with pytest.raises(ValueError, match='n > 0'):
+    wilson_interval(0, 0)
+  with pytest.raises(ValueError, match='successes'):
+    wilson_interval(11, 10)
+
+
+def test_success_metric_hand_computed():
+  pos_T2 = jnp.array([[40.0, 40.0], [20.0, 30.0], [10.0, 10.0]])  # only the final position counts
+  assert bool(T.success(pos_T2, jnp.array([13.0, 13.0])))  # distance 4.243 < 4.5
+  assert not bool(T.success(pos_T2, jnp.array([13.5, 13.0])))  # 4.610
+  assert not bool(T.success(pos_T2, jnp.array([40.0, 40.0])))  # visited, but not at the end
+  assert bool(T.success(pos_T2, jnp.array([11.0, 10.5]), threshold=T.PLDM_THRESHOLD))  # 1.118 < 1.414
+  assert not bool(T.success(pos_T2, jnp.array([11.5, 11.0]), threshold=T.PLDM_THRESHOLD))  # 1.803
+  np.testing.assert_allclose(T.final_distance(pos_T2, jnp.array([13.0, 14.0])), 5.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize('fixed', [True, False])
+def test_tasks_start_and_goal_in_opposite_rooms(fixed):
+  cfg = tr.TwoRoomsConfig(fixed_layout=fixed)
+  tasks = jax.jit(T.sample_tasks, static_argnums=(1, 2))(jax.random.key(0), 128, cfg)
+  assert not np.any(np.asarray(tr.same_room(tasks.state0.pos, tasks.goal_pos, tasks.state0.layout)))
+  assert not np.any(np.asarray(jax.vmap(lambda p, l: tr.in_wall(p, l, cfg))(tasks.goal_pos, tasks.state0.layout)))
+  rooms = np.asarray(tr.room_of(tasks.state0.pos, tasks.state0.layout))
+  assert 0.3 < rooms.mean() < 0.7  # both directions
+  i = 5
+  np.testing.assert_allclose(tasks.goal_obs[i], tr.render_pos(tasks.goal_pos[i], tasks.state0.layout[i], cfg),
+                             atol=1e-6)
+  # Task i does not depend on how many tasks are drawn (chunking).
+  few = jax.jit(T.sample_tasks, static_argnums=(1, 2))(jax.random.key(0), 8, cfg)
+  np.testing.assert_array_equal(few.goal_pos, tasks.goal_pos[:8])
+
+
+def test_analytic_encoder_reads_position_and_layout_from_the_image():
+  cfg = tr.TwoRoomsConfig(fixed_layout=False)
+  states = jax.vmap(lambda k: tr.reset(k, cfg))(jax.random.split(jax.random.key(1), 16))
+  z = jax.jit(jax.vmap(lambda s: awm.encode(awm.init_params(), tr.render(s, cfg))))(states)
+  np.testing.assert_allclose(z[:, :2], states.pos, atol=1e-3)
+  np.testing.assert_allclose(z[:, 2:], states.layout, atol=1e-4)
+
+
+def test_analytic_step_matches_env_and_has_finite_gradients():
+  cfg = tr.TwoRoomsConfig()
+  step, params = awm.make_step(cfg), awm.init_params()
+  lay = tr.fixed_layout(cfg)
+  z = jnp.concatenate([jnp.array([28.0, 50.0]), lay])
+  for a in ([1.0, 0.5], [5.0, 0.0], [0.0, -2.0]):  # free move, into the wall, along it
+    nxt = step(params, z, jnp.array(a))
+    expect = tr.step(tr.EnvState(pos=z[:2], layout=lay), jnp.array(a), cfg).pos
+    np.testing.assert_allclose(nxt[:2], expect, atol=1e-5)
+  g = jax.grad(lambda a: jnp.sum(step(params, z, a)[:2]))(jnp.zeros(2))
+  assert np.all(np.isfinite(g))
+
+
+def test_factory_builds_every_planner_and_rejects_unknown_keys():
+  from experiments.configs import plan as plan_configs
+  cfg = plan_configs.get_config('debug')
+  for name in factory.PLANNERS:
+    pcfg = factory.planner_config(name, cfg.planner)
+    pcfg = pcfg.cem if name == 'hybrid' else pcfg
+    assert pcfg.action_low == -cfg.planner.action_bound and pcfg.horizon == cfg.planner.horizon
+  cfg.planner.cem.populaton = 3
+  with pytest.raises(ValueError, match='populaton'):
+    factory.planner_config('cem', cfg.planner)
+  with pytest.raises(ValueError, match='planners'):
+    factory.planner_config('astar', cfg.planner)
+
+
+def test_debug_preset_end_to_end(tmp_path):
+  cmd = [sys.executable, '-m', 'experiments.plan', '--config=experiments/configs/plan.py:debug',
+         f'--workdir={tmp_path}', '--config.planners=cem', '--config.layouts=random', '--noprogress']
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'cem       random' in out.stdout
+  res = json.load(open(tmp_path / 'results.json'))['results'][0]
+  assert res['episodes'] == 4 and 0.0 <= res['success_rate'] <= 1.0
+  assert res['ci95'][0] <= res['success_rate'] <= res['ci95'][1]
+  for f in ('traj_cem_random.png', 'episodes_cem_random.gif', 'table.txt'):
+    assert (tmp_path / f).stat().st_size > 0
