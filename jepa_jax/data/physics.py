@@ -94,11 +94,16 @@ def sample_scene(rng: np.random.Generator, cfg: PhysicsConfig) -> Scene:
       occluder_color_M3=rng.uniform(0.2, 0.6, size=(m, 3)))
 
 
-def _collide_walls(pos, vel, radius, cfg):
+def _collide_walls(pos, vel, radius, cfg, solid_N=None):
+  """Reflect off the canvas walls and the floor; balls with solid_N False pass through them."""
   floor_y = cfg.size - cfg.floor_height
   lo = radius[:, None]
   hi = np.stack([cfg.size - radius, floor_y - radius], -1)
   below, above = pos < lo, pos > hi
+  if solid_N is not None:
+    below, above = below & solid_N[:, None], above & solid_N[:, None]
+    lo = np.where(solid_N[:, None], lo, -np.inf)
+    hi = np.where(solid_N[:, None], hi, np.inf)
   pos = np.where(below, 2 * lo - pos, np.where(above, 2 * hi - pos, pos))
   vel = np.where(below, np.abs(vel) * cfg.restitution,
                  np.where(above, -np.abs(vel) * cfg.restitution, vel))
@@ -130,17 +135,35 @@ def _collide_balls(pos, vel, radius):
 
 def simulate(scene: Scene, cfg: PhysicsConfig, num_frames: int | None = None):
   """-> pos_TN2, vel_TN2 at each frame (frame 0 = initial state)."""
-  num_frames = num_frames or cfg.num_frames
+  return simulate_state(scene.pos0_N2, scene.vel0_N2, scene.radius_N, cfg,
+                        num_frames or cfg.num_frames)
+
+
+def simulate_state(pos0_N2, vel0_N2, radius_N, cfg: PhysicsConfig, num_frames: int,
+                   gravity_N=None, solid_N=None, switch_frame: int = 0, edit=None):
+  """simulate() from an arbitrary state, with optional per-ball laws (for violation-of-
+  expectation twins): gravity_N (px/frame^2, downwards; default cfg.gravity for every ball) and
+  solid_N (False: the ball ignores walls and floor; default all True). The laws hold for the
+  steps that produce frames >= switch_frame (earlier frames follow cfg bit for bit); `edit(pos,
+  vel) -> (pos, vel)` changes the (float64) state of frame switch_frame - 1 before those steps."""
   dt = 1.0 / cfg.substeps
-  pos, vel = scene.pos0_N2.copy(), scene.vel0_N2.copy()
+  pos, vel = np.asarray(pos0_N2, np.float64).copy(), np.asarray(vel0_N2, np.float64).copy()
   pos_T, vel_T = [pos.copy()], [vel.copy()]
-  gravity = np.array([0.0, cfg.gravity])
-  for _ in range(num_frames - 1):
+  gravity_cfg = np.array([0.0, cfg.gravity])
+  gravity_new = gravity_cfg
+  if gravity_N is not None:
+    gravity_new = np.stack([np.zeros(len(radius_N)), np.asarray(gravity_N, np.float64)], -1)
+  solid_new = None if solid_N is None else np.asarray(solid_N, bool)
+  for f in range(1, num_frames):
+    switched = f >= switch_frame
+    if edit is not None and f == max(switch_frame, 1):
+      pos, vel = edit(pos.copy(), vel.copy())
+    gravity, solid = (gravity_new, solid_new) if switched else (gravity_cfg, None)
     for _ in range(cfg.substeps):
       vel = vel + gravity * dt          # semi-implicit Euler
       pos = pos + vel * dt
-      pos, vel = _collide_walls(pos, vel, scene.radius_N, cfg)
-      pos, vel = _collide_balls(pos, vel, scene.radius_N)
+      pos, vel = _collide_walls(pos, vel, radius_N, cfg, solid)
+      pos, vel = _collide_balls(pos, vel, radius_N)
     pos_T.append(pos.copy())
     vel_T.append(vel.copy())
   return np.stack(pos_T).astype(np.float32), np.stack(vel_T).astype(np.float32)

@@ -1,0 +1,43 @@
+"""Intuitive-physics (violation of expectation) evaluation configs.
+Use as `--config=experiments/configs/intuitive_physics.py:PRESET`.
+
+Presets:
+  debug        seconds: trains the pretrain `debug` preset (4x32x32 clips), a tiny benchmark.
+  cpu_default  evaluates a cpu_default-shaped V-JEPA (16x64x64 clips, tubelet 4x8x8) on 32-frame
+               test videos; trains one with the pretrain preset when no --pretrained is given.
+"""
+
+import ml_collections
+
+
+def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # Used only when no --pretrained workdir is given: train this pretrain preset first.
+  # total_steps 0: the preset's own. A preset with a past -> future mask view (e.g. the lead's
+  # cpu_future) trains exactly the prediction the surprise uses.
+  c.pretrain = ml_collections.ConfigDict(dict(preset="cpu_default", total_steps=0))
+  # Test videos: physics of the pretrained model's data config, but longer (sliding windows).
+  c.benchmark = ml_collections.ConfigDict(dict(
+      num_frames=32, pairs_per_type=40, seed=0, min_prefix=8, min_suffix=6,
+      min_changed_pixels=40, pixel_threshold=24, min_jump=14.0))
+  # Context lengths in frames, multiples of the tubelet length; min over them per window.
+  c.surprise = ml_collections.ConfigDict(dict(
+      stride=4, context_frames=(8,), aggregate="max", batch_size=32))
+  c.random_init_seed = 12345
+  # Pixel predictor: the V-JEPA's encoder/predictor sizes, trained on past -> future pixels.
+  c.pixel = ml_collections.ConfigDict(dict(enabled=True, steps=600, batch_size=32, lr=1e-3))
+  c.plot_pairs_per_type = 2
+
+  if preset == "cpu_default":
+    pass
+  elif preset == "debug":
+    c.pretrain.preset = "debug"
+    c.benchmark.update(num_frames=12, pairs_per_type=6, min_prefix=4, min_suffix=3,
+                       min_changed_pixels=10, min_jump=8.0)
+    c.surprise.update(stride=2, context_frames=(2,), batch_size=8)
+    c.pixel.update(steps=10, batch_size=8)
+    c.plot_pairs_per_type = 1
+  else:
+    raise ValueError(f"unknown preset {preset!r}: debug, cpu_default")
+  return c

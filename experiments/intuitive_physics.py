@@ -1,0 +1,164 @@
+r"""Intuitive physics: violation-of-expectation benchmark, surprise of V-JEPA and two baselines.
+
+  python -m experiments.intuitive_physics --pretrained=runs/pretrain --workdir=runs/voe
+  python -m experiments.intuitive_physics --config=experiments/configs/intuitive_physics.py:debug \
+      --workdir=/tmp/voe_debug                        # trains a debug V-JEPA first
+
+Models: the pretrained V-JEPA (latent error of its predictor vs. its target encoder), the same
+architecture at random init (same surprise function), and a pixel predictor trained on the
+same possible videos. Prints pairwise accuracy / AUROC per violation type; writes
+results.json and surprise_<model>.png (surprise over time, violation frame marked).
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments.configs import pretrain as pretrain_configs
+from jepa_jax.data import violations as voe
+from jepa_jax.eval import pixel_baseline, pretrained, surprise, voe_metrics
+from jepa_jax.train import loop
+from jepa_jax.train import pretrain as jepa
+
+_CONFIGS = os.path.join(os.path.dirname(__file__), "configs", "intuitive_physics.py")
+CONFIG = config_flags.DEFINE_config_file("config", f"{_CONFIGS}:cpu_default",
+                                         "Config file and preset (path:preset).")
+WORKDIR = flags.DEFINE_string("workdir", "runs/intuitive_physics", "Results and plots go here.")
+PRETRAINED = flags.DEFINE_string("pretrained", "", "A finished experiments.pretrain workdir; "
+                                 "empty: pretrain config.pretrain.preset into WORKDIR/pretrain.")
+
+
+def pretrain_if_needed(cfg, workdir: str) -> str:
+  if PRETRAINED.value:
+    return PRETRAINED.value
+  out = os.path.join(workdir, "pretrain")
+  if os.path.isdir(os.path.join(out, "checkpoints")) and os.listdir(f"{out}/checkpoints"):
+    print(f"reusing the pretrained model in {out}")
+    return out
+  pcfg = pretrain_configs.get_config(cfg.pretrain.preset)
+  if cfg.pretrain.total_steps:
+    pcfg.total_steps = cfg.pretrain.total_steps
+  task, _ = jepa.make_task(pcfg)
+  result = loop.train(task, pcfg, out)
+  print(f"pretrained {cfg.pretrain.preset} for {result.step} steps in "
+        f"{result.seconds / 60:.1f} min")
+  return out
+
+
+def score_pairs(model, bench, s):
+  """Per-window scores of both twins; video scores for every aggregate (the per-window scores
+  are shared, so reporting both costs nothing)."""
+  frames = np.concatenate([bench["possible"], bench["impossible"]])
+  scores_NKC, starts = surprise.window_scores(model, frames, s.stride, tuple(s.context_frames),
+                                              s.batch_size)
+  p = len(bench["possible"])
+  out = {"starts": starts}
+  for how in surprise.AGGREGATES:
+    video, per_window = surprise.aggregate(scores_NKC, how)
+    out[how] = {"possible": video[:p], "impossible": video[p:]}
+  out["curve_possible"], out["curve_impossible"] = per_window[:p], per_window[p:]
+  return out
+
+
+def plot_examples(path, name, scores, bench, window, per_type):
+  curves, seen = [], {}
+  for i, kind in enumerate(bench["type"]):
+    if seen.get(kind, 0) >= per_type:
+      continue
+    seen[kind] = seen.get(kind, 0) + 1
+    curves.append({"x": scores["starts"] + window - 1, "possible": scores["curve_possible"][i],
+                   "impossible": scores["curve_impossible"][i],
+                   "t_violation": int(bench["t_violation"][i]),
+                   "label": f"{kind} ({bench['variant'][i]})"})
+  return voe_metrics.plot_surprise_curves(path, curves, f"{name}: surprise per window")
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  cfg = CONFIG.value
+  workdir = WORKDIR.value
+  os.makedirs(workdir, exist_ok=True)
+  t_start = time.time()
+
+  # --- Models ------------------------------------------------------------------------------------
+  pre_dir = pretrain_if_needed(cfg, workdir)
+  pcfg, models, params, step = pretrained.load_pretrained(pre_dir)
+  physics = jepa.physics_config(pcfg)
+  window, size = physics.num_frames, physics.size
+  tubelet = int(pcfg.model.patch_size[0])
+  frame_shape = (size, size, 3)
+  window_error = surprise.jepa_window_error(models, models.grid_shape, tubelet)
+  surprise_models = {
+      "vjepa": surprise.SurpriseModel(window_error, params, window, frame_shape, tubelet),
+      "random_init": surprise.SurpriseModel(
+          window_error, pretrained.random_init_params(models, pcfg, cfg.random_init_seed),
+          window, frame_shape, tubelet)}
+  pixel_history = []
+  if cfg.pixel.enabled:
+    t0 = time.time()
+    px = cfg.pixel
+    # Same encoder / predictor sizes as the V-JEPA; pixels instead of target features.
+    pmodels, pparams, pixel_history = pixel_baseline.train_pixel_predictor(
+        jepa.make_source(pcfg, "train"), window, tuple(pcfg.model.patch_size),
+        tuple(cfg.surprise.context_frames), px.steps, px.batch_size, px.lr, cfg.seed,
+        log_every=25, verbose=True, size=pcfg.model.size, width=pcfg.model.predictor.width,
+        depth=pcfg.model.predictor.depth, num_heads=pcfg.model.predictor.num_heads)
+    print(f"pixel baseline: {px.steps} steps in {(time.time() - t0) / 60:.1f} min, "
+          f"final loss {pixel_history[-1]['loss']:.4g}")
+    surprise_models["pixel"] = surprise.SurpriseModel(
+        pixel_baseline.window_error_fn(pmodels), pparams, window, frame_shape, tubelet)
+
+  # --- Benchmark ---------------------------------------------------------------------------------
+  t0 = time.time()
+  b = cfg.benchmark
+  vcfg = voe.ViolationConfig(min_prefix=b.min_prefix, min_suffix=b.min_suffix,
+                             min_changed_pixels=b.min_changed_pixels,
+                             pixel_threshold=b.pixel_threshold, min_jump=b.min_jump)
+  source = voe.ViolationSource(dataclasses.replace(physics, num_frames=b.num_frames),
+                               b.pairs_per_type, b.seed, vcfg)
+  bench = voe.make_benchmark(source)
+  print(f"benchmark: {len(source)} pairs of {b.num_frames}-frame videos in "
+        f"{time.time() - t0:.0f} s")
+
+  # --- Surprise, metrics, plots ------------------------------------------------------------------
+  results = {}
+  for name, model in surprise_models.items():
+    t0 = time.time()
+    scores = score_pairs(model, bench, cfg.surprise)
+    by_agg = {how: voe_metrics.voe_report(scores[how]["possible"], scores[how]["impossible"],
+                                          bench["type"]) for how in surprise.AGGREGATES}
+    plot = plot_examples(os.path.join(workdir, f"surprise_{name}.png"), name, scores, bench,
+                         window, cfg.plot_pairs_per_type)
+    results[name] = {"report": by_agg, "plot": plot, "seconds": time.time() - t0,
+                     "window_end_frames": (scores["starts"] + window - 1).tolist(),
+                     "curve_possible": scores["curve_possible"].tolist(),
+                     "curve_impossible": scores["curve_impossible"].tolist(),
+                     **{f"surprise_{how}": {k: v.tolist() for k, v in scores[how].items()}
+                        for how in surprise.AGGREGATES}}
+  for how in [cfg.surprise.aggregate] + [a for a in surprise.AGGREGATES
+                                         if a != cfg.surprise.aggregate]:
+    print(f"\nViolation of expectation, {b.pairs_per_type} pairs per type, aggregate={how}"
+          f"{' (configured)' if how == cfg.surprise.aggregate else ''}, "
+          f"context={tuple(cfg.surprise.context_frames)} frames, stride={cfg.surprise.stride} "
+          "(pairwise accuracy / AUROC, %):")
+    print(voe_metrics.table({n: r["report"][how] for n, r in results.items()}))
+  summary = {"config": cfg.to_dict(), "pretrained_workdir": os.path.abspath(pre_dir),
+             "pretrained_step": step, "pixel_history": pixel_history,
+             "types": bench["type"], "variants": bench["variant"],
+             "t_violation": bench["t_violation"].tolist(), "models": results,
+             "seconds": time.time() - t_start}
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  print("wrote", os.path.join(workdir, "results.json"), "and",
+        ", ".join(r["plot"] for r in results.values()))
+
+
+if __name__ == "__main__":
+  app.run(main)

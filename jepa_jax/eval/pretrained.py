@@ -1,0 +1,57 @@
+"""Load a pretraining workdir (experiments/pretrain.py) for evaluation: config, models, params.
+
+The config stored beside the checkpoint rebuilds the models, so any pretrained V-JEPA loads
+without knowing its preset. Everything is restored onto one device (evaluation is small).
+"""
+
+import os
+
+import jax
+import ml_collections
+
+from jepa_jax.train import checkpoint as ckpt
+from jepa_jax.train import pretrain as jepa
+
+
+def load_config(workdir: str, step: int | None = None) -> ml_collections.ConfigDict:
+  manager = _manager(workdir)
+  return ml_collections.ConfigDict(ckpt.restore_config(manager, step))
+
+
+def _manager(workdir: str):
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory) or not os.listdir(directory):
+    raise FileNotFoundError(f"no checkpoints under {directory}: pass the --workdir of a finished "
+                            "experiments.pretrain run")
+  return ckpt.make_manager(directory, every=1, keep=1, async_save=False)
+
+
+def load_pretrained(workdir: str, step: int | None = None):
+  """-> (cfg, models, params {'encoder', 'predictor', 'target_encoder'}, step)."""
+  manager = _manager(workdir)
+  step = manager.latest_step() if step is None else step
+  cfg = ml_collections.ConfigDict(ckpt.restore_config(manager, step))
+  models = jepa.make_models(cfg)
+  maskers = jepa.make_maskers(cfg, models.grid_shape)
+  example = jepa.dummy_batch(cfg, maskers, 1)
+  abstract = jax.eval_shape(
+      lambda rng: jepa.init_state(models, cfg, rng, example, cfg.total_steps),
+      jax.random.key(0))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                          abstract)
+  state = ckpt.restore(manager, abstract, step=step)
+  manager.close()
+  params = {"encoder": state.params["encoder"], "predictor": state.params["predictor"],
+            "target_encoder": state.target_params["encoder"]}
+  return cfg, models, params, int(step)
+
+
+def random_init_params(models, cfg, seed: int):
+  """Same architecture, untrained: the random-init baseline (target encoder = encoder, as at
+  step 0 of pretraining)."""
+  maskers = jepa.make_maskers(cfg, models.grid_shape)
+  example = jepa.dummy_batch(cfg, maskers, 1)
+  state = jepa.init_state(models, cfg, jax.random.key(seed), example, 1)
+  return {"encoder": state.params["encoder"], "predictor": state.params["predictor"],
+          "target_encoder": state.target_params["encoder"]}

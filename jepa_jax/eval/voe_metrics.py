@@ -1,0 +1,96 @@
+"""Violation-of-expectation metrics (pairwise accuracy, rank AUROC, per type) and plots."""
+
+import numpy as np
+
+
+def pairwise_accuracy(s_possible_P, s_impossible_P) -> float:
+  """Share of matched pairs whose possible video is less surprising than its twin (ties 1/2)."""
+  a, b = np.asarray(s_possible_P, np.float64), np.asarray(s_impossible_P, np.float64)
+  if a.shape != b.shape or a.ndim != 1 or not len(a):
+    raise ValueError(f"need two equal non-empty 1-D score arrays, got {a.shape} and {b.shape}")
+  return float(np.mean((a < b) + 0.5 * (a == b)))
+
+
+def _average_ranks(x):
+  """1-based ranks, ties sharing the mean of the ranks they span."""
+  order = np.argsort(x, kind="stable")
+  sorted_x = x[order]
+  ranks = np.empty(len(x), np.float64)
+  i = 0
+  while i < len(x):
+    j = i
+    while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
+      j += 1
+    ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
+    i = j + 1
+  return ranks
+
+
+def auroc(scores, labels) -> float:
+  """Area under the ROC curve of `scores` for binary `labels` (1 = impossible), via the
+  Mann-Whitney U statistic: P(score of a random positive > a random negative), ties 1/2."""
+  scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
+  n_pos, n_neg = labels.sum(), (~labels).sum()
+  if scores.shape != labels.shape or n_pos == 0 or n_neg == 0:
+    raise ValueError("auroc needs scores and labels of one shape with both classes present")
+  ranks = _average_ranks(scores)
+  u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2
+  return float(u / (n_pos * n_neg))
+
+
+def voe_report(s_possible_P, s_impossible_P, types_P) -> dict:
+  """-> {type: {'pairwise_acc', 'auroc', 'n'}, ..., 'mean': averages over types}."""
+  a, b = np.asarray(s_possible_P), np.asarray(s_impossible_P)
+  types_P = np.asarray(types_P)
+  out = {}
+  for kind in dict.fromkeys(types_P.tolist()):   # first-seen order
+    m = types_P == kind
+    out[kind] = {"pairwise_acc": pairwise_accuracy(a[m], b[m]),
+                 "auroc": auroc(np.concatenate([a[m], b[m]]),
+                                np.r_[np.zeros(m.sum()), np.ones(m.sum())]),
+                 "n": int(m.sum())}
+  kinds = list(out)
+  out["mean"] = {k: float(np.mean([out[t][k] for t in kinds])) for k in ("pairwise_acc", "auroc")}
+  out["mean"]["n"] = int(len(a))
+  return out
+
+
+def table(reports: dict) -> str:
+  """reports: model name -> voe_report(...). Pairwise accuracy / AUROC per type, in %."""
+  names = list(reports)
+  kinds = list(reports[names[0]])
+  lines = [f"{'model':<14}" + "".join(f"{k:>16}" for k in kinds),
+           f"{'':<14}" + "".join(f"{'pair / AUROC':>16}" for _ in kinds)]
+  for n in names:
+    lines.append(f"{n:<14}" + "".join(
+        f"{100 * reports[n][k]['pairwise_acc']:>9.1f} /{100 * reports[n][k]['auroc']:>5.1f}"
+        for k in kinds))
+  return "\n".join(lines)
+
+
+def plot_surprise_curves(path: str, curves: list[dict], title: str = ""):
+  """curves: dicts with 'x' (window end frames), 'possible', 'impossible' (per-window surprise),
+  't_violation', 'label'. One panel each; the violation frame is a dashed vertical line."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  cols = min(len(curves), 5)
+  rows = -(-len(curves) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+  for ax, c in zip(axes.flat, curves):
+    ax.plot(c["x"], c["possible"], "o-", color="tab:blue", label="possible", ms=3)
+    ax.plot(c["x"], c["impossible"], "o-", color="tab:red", label="impossible", ms=3)
+    ax.axvline(c["t_violation"], color="k", ls="--", lw=1, label="violation")
+    ax.set_title(c["label"], fontsize=8)
+    ax.set_xlabel("window end frame", fontsize=7)
+    ax.tick_params(labelsize=7)
+  for ax in list(axes.flat)[len(curves):]:
+    ax.axis("off")
+  axes.flat[0].legend(fontsize=6)
+  axes.flat[0].set_ylabel("surprise", fontsize=7)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path

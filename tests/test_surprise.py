@@ -1,0 +1,174 @@
+"""Surprise: windows, context/target split, aggregation (hand-computed with stub models),
+VoE metrics against hand cases, and the real V-JEPA path on debug shapes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jepa_jax.eval import surprise as sp
+from jepa_jax.eval import voe_metrics as vm
+
+# --- Windows and the latent error with stub encoder/predictor ------------------------------------
+
+
+def test_token_split_first_slices_are_context():
+  ctx, tgt = sp.token_split((4, 2, 2), 1)
+  np.testing.assert_array_equal(ctx, np.arange(4))
+  np.testing.assert_array_equal(tgt, np.arange(4, 16))
+  with pytest.raises(ValueError, match="slices"):
+    sp.token_split((4, 2, 2), 4)
+
+
+def test_latent_window_error_with_stubs():
+  """Targets z[n] = n in every dim, predictions 0: the error is the mean target index."""
+  grid, tubelet = (4, 2, 2), 2                    # 8-frame windows, 16 tokens
+  seen = {}
+
+  def encode_context(params, clips, ctx_BC):
+    seen["ctx"] = ctx_BC
+    return jnp.zeros((clips.shape[0], ctx_BC.shape[1], 3))
+
+  def predict(params, z, ctx_BC, tgt_BT):
+    seen["tgt"] = tgt_BT
+    return jnp.zeros((z.shape[0], tgt_BT.shape[1], 3)) + params["bias"]
+
+  def encode_target(params, clips):
+    return jnp.broadcast_to(jnp.arange(16.0)[None, :, None], (clips.shape[0], 16, 3))
+
+  fn = sp.latent_window_error(encode_context, predict, encode_target, grid, tubelet)
+  clips = np.zeros((2, 8, 4, 4, 3), np.uint8)
+  np.testing.assert_allclose(fn({"bias": 0.0}, clips, 2), [9.5, 9.5])     # mean(4..15)
+  np.testing.assert_array_equal(seen["ctx"][0], np.arange(4))
+  np.testing.assert_allclose(fn({"bias": 0.0}, clips, 4), [11.5, 11.5])   # mean(8..15)
+  np.testing.assert_allclose(fn({"bias": 20.0}, clips, 6), [6.5, 6.5])    # mean(|20 - 12..15|)
+  assert seen["tgt"].shape == (2, 4)
+  with pytest.raises(ValueError, match="multiple of the tubelet"):
+    fn({"bias": 0.0}, clips, 3)
+
+
+def _mean_after_context(params, clips_BWHWC, context_frames):
+  """Stub window error: the mean pixel value of the frames after the context."""
+  return clips_BWHWC[:, context_frames:].astype(jnp.float32).mean(axis=(1, 2, 3, 4)) + params
+
+
+def _ramp_videos():
+  """Video v, frame t is a constant image of value t + 10 v (T = 10)."""
+  t = np.arange(10)[None, :] + 10 * np.arange(2)[:, None]
+  return np.broadcast_to(t[:, :, None, None, None], (2, 10, 2, 2, 3)).astype(np.uint8)
+
+
+def test_windows_min_over_context_and_aggregation_by_hand():
+  model = sp.SurpriseModel(_mean_after_context, 0.0, window=4, frame_shape=(2, 2, 3))
+  # batch 4 over 2 videos x 3 windows: the second batch is padded.
+  out = sp.surprise(model, _ramp_videos(), stride=3, context_frames=(1, 2), how="max",
+                    batch_size=4)
+  np.testing.assert_array_equal(out["starts"], [0, 3, 6])
+  # window [s, s+4): context 1 -> mean(s+1..s+3) = s+2, context 2 -> mean(s+2, s+3) = s+2.5
+  np.testing.assert_allclose(out["per_context"][0], [[2, 2.5], [5, 5.5], [8, 8.5]])
+  np.testing.assert_allclose(out["per_window"], [[2, 5, 8], [12, 15, 18]])
+  np.testing.assert_allclose(out["video"], [8, 18])
+  video_mean, _ = sp.aggregate(out["per_context"], "mean")
+  np.testing.assert_allclose(video_mean, [5, 15])
+  with pytest.raises(ValueError, match="aggregate"):
+    sp.aggregate(out["per_context"], "median")
+
+
+def test_wrong_inputs_name_the_expected_shape():
+  model = sp.SurpriseModel(_mean_after_context, 0.0, window=4, frame_shape=(2, 2, 3),
+                           tubelet=2)
+  good = _ramp_videos()
+  for bad in (good[0], good.astype(np.float32), good[..., :2], good[:, :3]):
+    with pytest.raises(ValueError, match=r"\(N, T, 2, 2, 3\) uint8 with T >= 4"):
+      sp.surprise(model, bad, stride=1, context_frames=(2,))
+  for ctx in ((), (1,), (4,)):
+    with pytest.raises(ValueError, match="context"):
+      sp.surprise(model, good, stride=1, context_frames=ctx)
+  with pytest.raises(ValueError, match="stride"):
+    sp.surprise(model, good, stride=0, context_frames=(2,))
+
+
+# --- Metrics --------------------------------------------------------------------------------------
+
+
+def test_pairwise_accuracy_hand_cases():
+  assert vm.pairwise_accuracy([1, 2, 3], [2, 2, 1]) == pytest.approx(0.5)   # win, tie, loss
+  assert vm.pairwise_accuracy([0.1, 0.2], [0.3, 0.4]) == 1.0
+  with pytest.raises(ValueError):
+    vm.pairwise_accuracy([1, 2], [1])
+
+
+def test_auroc_hand_cases():
+  assert vm.auroc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+  assert vm.auroc([0.1, 0.2, 0.8, 0.9], [1, 1, 0, 0]) == 0.0
+  assert vm.auroc([1.0, 1.0], [0, 1]) == 0.5
+  # negatives 0.1, 0.4, 0.35; positives 0.8, 0.35: (3 + 1 + 0 + 0.5) / 6 pairs
+  assert vm.auroc([0.1, 0.4, 0.35, 0.8, 0.35], [0, 0, 0, 1, 1]) == pytest.approx(0.75)
+  rng = np.random.default_rng(0)        # brute force over all pairs, with ties
+  s, y = rng.integers(0, 5, 40).astype(float), rng.integers(0, 2, 40)
+  pos, neg = s[y == 1], s[y == 0]
+  brute = np.mean((pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None]))
+  assert vm.auroc(s, y) == pytest.approx(brute)
+  with pytest.raises(ValueError):
+    vm.auroc([1.0, 2.0], [1, 1])
+
+
+def test_report_per_type_and_table(tmp_path):
+  rep = vm.voe_report([1, 1, 5, 5], [2, 2, 4, 4], ["a", "a", "b", "b"])
+  assert rep["a"] == {"pairwise_acc": 1.0, "auroc": 1.0, "n": 2}
+  assert rep["b"]["pairwise_acc"] == 0.0 and rep["b"]["auroc"] == 0.0
+  assert rep["mean"]["pairwise_acc"] == 0.5 and rep["mean"]["n"] == 4
+  assert "100.0" in vm.table({"m": rep})
+  curve = {"x": np.arange(3), "possible": np.ones(3), "impossible": np.arange(3.0),
+           "t_violation": 1, "label": "a"}
+  path = vm.plot_surprise_curves(str(tmp_path / "c.png"), [curve, curve], "t")
+  assert (tmp_path / "c.png").stat().st_size > 1000 and path.endswith("c.png")
+
+
+# --- The real V-JEPA path: debug models, a checkpoint written and loaded back ---------------------
+
+
+def test_jepa_surprise_from_a_checkpoint(tmp_path, cfg):
+  from jepa_jax.eval import pretrained
+  from jepa_jax.train import checkpoint as ckpt
+  from jepa_jax.train import pretrain as jepa
+  models = jepa.make_models(cfg)
+  example = jepa.dummy_batch(cfg, jepa.make_maskers(cfg, models.grid_shape), 1)
+  state = jepa.init_state(models, cfg, jax.random.key(0), example, cfg.total_steps)
+  manager = ckpt.make_manager(str(tmp_path / "checkpoints"), 1, 1, async_save=False)
+  ckpt.save(manager, 3, state, None, cfg, force=True)
+  manager.wait_until_finished()
+  manager.close()
+
+  _, models2, params, step = pretrained.load_pretrained(str(tmp_path))
+  assert step == 3
+  chex_equal = jax.tree.map(np.array_equal, params["encoder"], state.params["encoder"])
+  assert all(jax.tree.leaves(chex_equal))
+  t, size = cfg.data.physics.num_frames, cfg.data.physics.size     # debug: 4 x 32 x 32
+  tubelet = cfg.model.patch_size[0]
+  model = sp.SurpriseModel(sp.jepa_window_error(models2, models2.grid_shape, tubelet), params,
+                           t, (size, size, 3), tubelet)
+  frames = np.random.default_rng(0).integers(0, 256, (3, t + 2, size, size, 3), np.uint8)
+  out = sp.surprise(model, frames, stride=2, context_frames=(tubelet,), batch_size=4)
+  assert out["per_window"].shape == (3, 2) and np.isfinite(out["video"]).all()
+  assert (out["video"] > 0).all()
+  with pytest.raises(FileNotFoundError, match="no checkpoints"):
+    pretrained.load_pretrained(str(tmp_path / "nothing"))
+
+
+def test_pixel_baseline_trains_and_scores(cfg):
+  from jepa_jax.eval import pixel_baseline as pb
+  from jepa_jax.train import pretrain as jepa
+  t, size = cfg.data.physics.num_frames, cfg.data.physics.size     # debug: 4 x 32 x 32
+  patch = tuple(cfg.model.patch_size)                              # (2, 8, 8)
+  models, params, history = pb.train_pixel_predictor(
+      jepa.make_source(cfg, "train", 16), t, patch, (2,), steps=4, batch_size=4, lr=1e-3,
+      log_every=2, width=32, depth=1, num_heads=2)
+  assert [h["step"] for h in history] == [2, 4]
+  model = sp.SurpriseModel(pb.window_error_fn(models), params, t, (size, size, 3), patch[0])
+  frames = np.random.default_rng(0).integers(0, 256, (2, t + 2, size, size, 3), np.uint8)
+  out = sp.surprise(model, frames, stride=1, context_frames=(2,), batch_size=4)
+  assert out["per_window"].shape == (2, 3) and (out["video"] > 0).all()
+  # A window of one constant colour is far easier to predict than noise.
+  flat = np.full((1, t, size, size, 3), 128, np.uint8)
+  assert sp.surprise(model, flat, 1, (2,))["video"][0] < out["video"].min()
