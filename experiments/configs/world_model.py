@@ -1,0 +1,101 @@
+"""Action-conditioned world-model configs (Two Rooms). `--config=experiments/configs/world_model.py:PRESET`.
+
+Presets:
+  debug           seconds: tiny model, 5-frame clips, for tests and smoke runs.
+  cpu_default     PLDM recipe (conv encoder -> 4x4x16 latent map, residual MLP predictor,
+                  VICReg + smoothness + inverse dynamics), random layouts, <= 20 min on 2 CPU cores.
+  cpu_sigreg      cpu_default with SIGReg instead of variance/covariance.
+  cpu_two_stage   V-JEPA 2-AC: frozen encoder of a cpu_default run (two_stage.encoder_workdir),
+                  block-causal transformer predictor, teacher forcing + rollout loss.
+  full            GPU-size PLDM: Impala encoder, wider predictor, long clips, big batch.
+"""
+
+import ml_collections
+
+
+def base() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.recipe = "pldm"
+  c.total_steps = 1500
+  c.batch_size = 32                 # global
+  c.log_every = 25
+  c.eval_every = 0                  # > 0: rollout-probe error logged during training (costly)
+
+  c.data = ml_collections.ConfigDict(dict(
+      source="procedural",          # 'procedural': walks generated on the fly from the seed
+      path="",                      # 'offline': a scripts/make_two_rooms_data.py directory
+      num_frames=17, size=64, random_layout=True, cross_wall_rate=0.35, heading_kappa=4.0,
+      num_threads=1, prefetch=2))
+
+  c.model = ml_collections.ConfigDict(dict(
+      encoder=dict(kind="simple", channels=(16, 32, 32), space_to_depth=2, blocks_per_stage=1,
+                   out_dim=16, vector=False, coords=False, vit_size="micro", patch_size=8),
+      predictor=dict(kind="recurrent", hidden=512, depth=2, cell="residual", stride=1,
+                     latent_dim=0, width=64, num_heads=4, max_context=0),
+      idm_hidden=(256,)))
+
+  c.loss = ml_collections.ConfigDict(dict(
+      kind="l2", rollout=1.0, rollout_steps=0, teacher_forcing=0.0, stop_grad_target=True,
+      var=1.0, std_target=1.0, cov=0.04, sigreg=0.0, sigreg_slices=256, smooth=0.0, idm=5.0))
+
+  c.two_stage = ml_collections.ConfigDict(dict(encoder_workdir=""))
+
+  c.optim = ml_collections.ConfigDict(dict(
+      lr=1e-3, warmup_init_lr=1e-4, final_lr=1e-5, warmup_steps=100,
+      weight_decay=1e-4, final_weight_decay=1e-4, b1=0.9, b2=0.999, grad_clip=1.0,
+      ema_start=1.0, ema_end=1.0))
+
+  c.probe = ml_collections.ConfigDict(dict(
+      enabled=True, num_train=1024, num_test=256, horizon=16, steps=2000, batch_size=256,
+      lr=1e-3, hidden=(256, 256)))
+
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+  c.sharding = ml_collections.ConfigDict(dict(rules=[], min_size=2**14))
+  c.checkpoint = ml_collections.ConfigDict(dict(every=500, keep=2, async_save=True))
+  c.distributed = ml_collections.ConfigDict(dict(
+      enabled=False, coordinator_address="", num_processes=1, process_id=0, cpu_collectives=True))
+  return c
+
+
+def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
+  c = base()
+  if preset == "cpu_default":
+    pass
+  elif preset == "cpu_sigreg":
+    c.recipe = "sigreg"
+    c.loss.update(var=0.0, cov=0.0, sigreg=0.1)
+  elif preset == "cpu_two_stage":
+    c.recipe = "two_stage"
+    c.two_stage.encoder_workdir = "runs/wm_cpu_default"
+    c.total_steps = 1000
+    c.model.predictor.update(kind="transformer", width=64, depth=3, num_heads=4)
+    c.loss.update(kind="l1", teacher_forcing=1.0, rollout=1.0, rollout_steps=4)
+  elif preset == "debug":
+    c.total_steps = 6
+    c.batch_size = 8
+    c.log_every = 2
+    c.data.num_frames = 5
+    c.model.encoder.update(channels=(8, 8, 8), out_dim=4)
+    c.model.predictor.update(hidden=32, width=16, num_heads=2, depth=1)
+    c.model.idm_hidden = (16,)
+    c.loss.smooth = 0.1  # exercise every term of the recipe in tests
+    c.optim.warmup_steps = 2
+    c.checkpoint.every = 3
+    c.probe.update(num_train=16, num_test=8, horizon=4, steps=10, batch_size=16, hidden=(16,))
+  elif preset == "full":
+    c.total_steps = 100_000
+    c.batch_size = 256
+    c.log_every = 100
+    c.data.update(num_frames=33, num_threads=8, prefetch=8)
+    c.model.encoder.update(kind="impala", channels=(32, 64, 64), blocks_per_stage=2,
+                           space_to_depth=1, out_dim=32)
+    c.model.predictor.update(hidden=1024, depth=3)
+    c.loss.rollout_steps = 16
+    c.optim.update(lr=5e-4, warmup_steps=2000)
+    c.checkpoint.every = 5000
+    c.probe.update(num_train=8192, num_test=1024, horizon=32, steps=5000)
+  else:
+    raise ValueError(f"unknown preset {preset!r}: debug, cpu_default, cpu_sigreg, cpu_two_stage, "
+                     "full")
+  return c

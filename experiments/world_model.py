@@ -1,0 +1,81 @@
+r"""Action-conditioned world model on Two Rooms, then the open-loop rollout probe.
+
+  python -m experiments.world_model --workdir=/work/runs/wm_cpu_default          # cpu_default
+  python -m experiments.world_model --config=experiments/configs/world_model.py:debug --workdir=/tmp/x
+  python -m experiments.world_model --config=experiments/configs/world_model.py:cpu_two_stage \
+      --config.two_stage.encoder_workdir=/work/runs/wm_cpu_default --workdir=/work/runs/wm_two_stage
+  python -m experiments.world_model --workdir=... --probe_only        # re-evaluate the latest checkpoint
+
+Writes to --workdir: checkpoints/, metrics.jsonl, curves.png (loss curves and collapse
+diagnostics), rollout_probe.json and rollout_probe.png (position error vs horizon).
+"""
+
+import json
+import os
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jepa_jax import sharding as shd
+from jepa_jax.eval import rollout_probe
+from jepa_jax.train import loop
+from jepa_jax.train import world_model as wmt
+from jepa_jax.world_model import WorldModel, params_from_state
+
+_CONFIGS = os.path.join(os.path.dirname(__file__), "configs", "world_model.py")
+CONFIG = config_flags.DEFINE_config_file("config", f"{_CONFIGS}:cpu_default",
+                                         "Config file and preset (path:preset).")
+WORKDIR = flags.DEFINE_string("workdir", "runs/world_model", "Checkpoints, metrics, plots.")
+RESUME = flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in --workdir.")
+PROBE_ONLY = flags.DEFINE_bool("probe_only", False, "Skip training; probe the latest checkpoint.")
+
+
+def run_probe(cfg, models, params, workdir: str) -> dict:
+  """Rollout probe on held-out random-layout trajectories; writes JSON + PNG into workdir."""
+  p = cfg.probe
+  length = p.horizon * models.stride + 1
+  train_data = wmt.train_walks(cfg, p.num_train, length)
+  test_data = wmt.held_out_walks(cfg, p.num_test, length)
+  wm = WorldModel(models.encoder, models.predictor, models.stride)
+  result = rollout_probe.evaluate(wm, params, train_data, test_data, p, models.stride)
+  result["recipe"] = cfg.recipe
+  with open(f"{workdir}/rollout_probe.json", "w") as f:
+    json.dump(result, f, indent=1)
+  rollout_probe.plot_errors({cfg.recipe: result}, f"{workdir}/rollout_probe.png")
+  print(rollout_probe.summary(cfg.recipe, result))
+  return result
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  cfg = CONFIG.value
+  workdir = WORKDIR.value
+  shd.maybe_initialize_distributed(cfg.distributed)
+  if not RESUME.value and not PROBE_ONLY.value and os.path.isdir(f"{workdir}/checkpoints") \
+      and os.listdir(f"{workdir}/checkpoints"):
+    raise app.UsageError(f"{workdir} already holds checkpoints: pass --resume to continue, or "
+                         "choose a new --workdir (nothing was overwritten)")
+
+  # --- Train -----------------------------------------------------------------------------------
+  task, models = wmt.make_task(cfg, jax.process_index(), jax.process_count())
+  result = loop.train(task, cfg, workdir, resume=RESUME.value or PROBE_ONLY.value,
+                      stop_after=0 if PROBE_ONLY.value else None)
+  if result.last_metrics:
+    print(f"trained {result.step} steps in {result.seconds / 60:.1f} min; last metrics: "
+          + ", ".join(f"{k}={v:.4g}" for k, v in result.last_metrics.items()))
+
+  # --- Rollout probe ---------------------------------------------------------------------------
+  if not cfg.probe.enabled or jax.process_index() != 0:
+    return
+  params = jax.device_get(params_from_state(result.state))
+  run_probe(cfg, models, params, workdir)
+  plots = [f"{workdir}/rollout_probe.png"]
+  plots += [p for p in [f"{workdir}/curves.png"] if os.path.exists(p)]
+  print("plots:", ", ".join(plots))
+
+
+if __name__ == "__main__":
+  app.run(main)

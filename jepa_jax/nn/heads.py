@@ -1,0 +1,66 @@
+"""Small heads on latent tokens: VICReg expander, inverse dynamics, position probe."""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def flatten_tokens(z_ND: jax.Array) -> jax.Array:
+  """(..., N, D) -> (..., N * D)."""
+  return z_ND.reshape(*z_ND.shape[:-2], -1)
+
+
+class MLP(nn.Module):
+  """Dense -> (LayerNorm) -> GELU ... -> Dense(out_dim). `hidden=()` is a linear map."""
+  hidden: Sequence[int]
+  out_dim: int
+  layer_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    for i, h in enumerate(self.hidden):
+      x = nn.Dense(h, name=f"fc{i}")(x)
+      if self.layer_norm:
+        x = nn.LayerNorm(name=f"ln{i}")(x)
+      x = nn.gelu(x)
+    return nn.Dense(self.out_dim, name="out")(x)
+
+
+class Expander(nn.Module):
+  """VICReg projector/expander: the anti-collapse terms act on its output when enabled."""
+  hidden: Sequence[int] = (256,)
+  out_dim: int = 256
+
+  @nn.compact
+  def __call__(self, z_ND):
+    return MLP(self.hidden, self.out_dim, layer_norm=True, name="mlp")(flatten_tokens(z_ND))
+
+
+class InverseDynamics(nn.Module):
+  """Predicts the action chunk taken between two consecutive latents (PLDM / EB-JEPA)."""
+  action_dim: int
+  hidden: Sequence[int] = (256,)
+
+  @nn.compact
+  def __call__(self, z_ND, z_next_ND):
+    # The difference is given explicitly: where features vary locally linearly with position,
+    # a displacement is a linear read-out of it, which gives the encoder a signal from step 0.
+    z, z_next = flatten_tokens(z_ND), flatten_tokens(z_next_ND)
+    x = jnp.concatenate([z, z_next, z_next - z], -1)
+    return MLP(self.hidden, self.action_dim, name="mlp")(x)
+
+
+class PositionProbe(nn.Module):
+  """Latent -> agent (x, y) in pixels; trained on frozen encodings of real frames."""
+  hidden: Sequence[int] = (256, 256)
+  out_dim: int = 2
+  layer_norm: bool = True  # per-example input LayerNorm (keeps the scale of latents out of it)
+
+  @nn.compact
+  def __call__(self, z_ND):
+    x = flatten_tokens(z_ND)
+    if self.layer_norm:
+      x = nn.LayerNorm(use_scale=False, use_bias=False, name="ln_in")(x)
+    return MLP(self.hidden, self.out_dim, name="mlp")(x)
