@@ -4,7 +4,7 @@ time, trajectory pictures, for every selected planner on fixed and random layout
   python -m experiments.plan --workdir=/tmp/plan                      # cpu_default, analytic WM
   python -m experiments.plan --config=experiments/configs/plan.py:debug --workdir=/tmp/plan_dbg
   python -m experiments.plan --workdir=/tmp/plan_wm --config.world_model.kind=learned \
-      --config.world_model.workdir=/work/runs/wm_cpu_default --config.planners=hybrid,cem
+      --config.world_model.workdir=runs/wm --config.planners=hybrid,cem
 
 Writes <workdir>/results.json, table.txt, traj_<planner>_<layout>.png, episodes_<planner>_<layout>.gif.
 """

@@ -1,9 +1,9 @@
 r"""Action-conditioned world model on Two Rooms, then the open-loop rollout probe.
 
-  python -m experiments.world_model --workdir=/work/runs/wm_cpu_default          # cpu_default
+  python -m experiments.world_model --workdir=runs/wm          # cpu_default
   python -m experiments.world_model --config=experiments/configs/world_model.py:debug --workdir=/tmp/x
   python -m experiments.world_model --config=experiments/configs/world_model.py:cpu_two_stage \
-      --config.two_stage.encoder_workdir=/work/runs/wm_cpu_default --workdir=/work/runs/wm_two_stage
+      --config.two_stage.encoder_workdir=runs/wm --workdir=runs/wm_two_stage
   python -m experiments.world_model --workdir=... --probe_only        # re-evaluate the latest checkpoint
 
 Writes to --workdir: checkpoints/, metrics.jsonl, curves.png (loss curves and collapse

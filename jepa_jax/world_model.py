@@ -1,7 +1,7 @@
 """The world-model protocol for planners and evaluators, and loading a trained one.
 
     from jepa_jax.world_model import load_world_model
-    wm, params = load_world_model("/work/runs/wm_cpu_default")   # latest checkpoint
+    wm, params = load_world_model("runs/wm")   # latest checkpoint
     z0 = wm.encode(params, obs_HWC)            # (H, W, 2) uint8 or float in [0, 1]*255 -> z (N, D)
     z1 = wm.step(params, z0, action_A)         # action (2,) = (dx, dy) px -> z (N, D)
     zs = wm.rollout(params, z0, actions_HA)    # (H, N, D): predicted z_1..z_H

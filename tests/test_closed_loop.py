@@ -103,3 +103,26 @@ def test_clip_norm_has_finite_gradient_at_zero():
 def test_config_errors_name_the_key(kw, key):
   with pytest.raises(ValueError, match=key):
     ClosedLoopConfig(**kw)
+
+
+@pytest.mark.parametrize('cold_cost, later', [(0.1, 0.5), (0.9, -0.5)])
+def test_cold_restart_keeps_the_cheaper_of_warm_and_cold_plans(cold_cost, later):
+  # Stub planner: from an all-zero plan it returns +0.5 actions at cost `cold_cost`; from any other
+  # (warm) plan it returns -0.5 actions at cost 0.5. Block 0 starts from zeros either way.
+  def plan(params, z0, z_goal, key, init_HA):
+    zero = jnp.all(init_HA == 0)
+    return (jnp.where(zero, 0.5, -0.5) * jnp.ones_like(init_HA),
+            dict(cost=jnp.where(zero, cold_cost, 0.5)))
+
+  def run(cold):
+    cl = ClosedLoopConfig(episode_steps=8, replan_every=1, horizon=2, action_repeat=2,
+                          action_max_norm=1.8, cold_restart=cold)
+    loop = jax.jit(make_closed_loop(awm.encode, plan, ENV_STEP, OBSERVE, cl))
+    return loop(PARAMS, KEYS[0], task(0).state0, task(0).goal_obs)
+
+  warm, cold = run(False), run(True)
+  np.testing.assert_allclose(warm.actions_TA[2:], -0.5)  # warm start only: the shifted plan wins
+  np.testing.assert_allclose(warm.plan_cost_R[1:], 0.5)
+  np.testing.assert_allclose(cold.actions_TA[:2], 0.5)
+  np.testing.assert_allclose(cold.actions_TA[2:], later)  # the cheaper of the two searches
+  np.testing.assert_allclose(cold.plan_cost_R[1:], min(cold_cost, 0.5))

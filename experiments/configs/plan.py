@@ -4,11 +4,13 @@ Presets:
   debug        seconds: 4 episodes, 24 steps, tiny planners (tests, smoke runs).
   cpu_default  the issue's evaluation: 200 episodes per layout, 200-step budget, all planners
                (analytic world model).
-  cpu_learned  the same with the learned world model at /work/runs/wm_cpu_default and cheaper
+  cpu_learned  the same with the learned world model at runs/wm and cheaper
                planner settings (smaller populations).
 
 Keys:
   world_model.kind  'analytic' (hand-written, reads the images) or 'learned' (+ world_model.workdir)
+  world_model.probe learned only: frames > 0 fits a position probe at load time and measures the goal
+                    energy between probe(z) (px); supervised, off by default (see issue4 notes)
   planners          comma-separated subset of gradient,cem,mppi,hybrid
   layouts           comma-separated subset of fixed,random
   control           episode_steps (budget), replan_every (k actions executed per plan),
@@ -43,7 +45,8 @@ def base() -> ml_collections.ConfigDict:
       mppi=dict(samples=128, iterations=4, temperature=0.5, noise_std=2.0, noise_decay=0.8),
       hybrid=dict(refine=4, cem=dict(iterations=4), gradient=dict(iterations=20))))
   c.world_model = ml_collections.ConfigDict(dict(
-      kind='analytic', workdir='', analytic=dict(temperature=1.0, walls=True)))
+      kind='analytic', workdir='', analytic=dict(temperature=1.0, walls=True),
+      probe=dict(frames=0, steps=1500, seed=0)))  # learned WM: frames > 0 -> position-probe goal metric
   c.plots = ml_collections.ConfigDict(dict(grid=16, gif=4, gif_fps=15))
   return c
 
@@ -65,7 +68,7 @@ def get_config(preset: str = 'cpu_default') -> ml_collections.ConfigDict:
   elif preset == 'cpu_learned':
     # The learned world model (issue 3) costs ~1 MFLOP per step vs ~0 for the analytic one, so the
     # populations are smaller; the cost budget is set by the 10-minute / 200-episode target.
-    c.world_model.update(kind='learned', workdir='/work/runs/wm_cpu_default')
+    c.world_model.update(kind='learned', workdir='runs/wm')
     c.chunk = 25
     c.control.cold_restart = False  # halves planning cost; turn on if the budget allows
     c.planner.gradient.update(iterations=20)

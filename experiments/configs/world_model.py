@@ -67,7 +67,7 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
     c.loss.update(var=0.0, cov=0.0, sigreg=0.1)
   elif preset == "cpu_two_stage":
     c.recipe = "two_stage"
-    c.two_stage.encoder_workdir = "runs/wm_cpu_default"
+    c.two_stage.encoder_workdir = "runs/wm"
     c.total_steps = 1000
     c.model.predictor.update(kind="transformer", width=64, depth=3, num_heads=4)
     c.loss.update(kind="l1", teacher_forcing=1.0, rollout=1.0, rollout_steps=4)

@@ -84,15 +84,22 @@ def control_config(cfg) -> ClosedLoopConfig:
                           cold_restart=c.get('cold_restart', False))
 
 
-def cost_fn(cfg):
-  """Goal energy over the plan (reduction/discount) + final_weight * goal energy of the last state."""
+def cost_fn(cfg, project=None):
+  """Goal energy over the plan (reduction/discount) + final_weight * goal energy of the last state.
+
+  With `project` (z -> metric space, e.g. the world model's position probe) the energy is measured
+  between projected latents.
+  """
   c = cfg.cost
   main = costs.goal_energy(metric=c.metric, reduction=c.reduction, discount=c.discount,
                            average=c.average)
-  if not c.final_weight:
+  if c.final_weight:
+    final = costs.goal_energy(metric=c.metric, reduction='final', average=c.average)
+    main = costs.weighted_sum([(1.0, main), (float(c.final_weight), final)])
+  if project is None:
     return main
-  final = costs.goal_energy(metric=c.metric, reduction='final', average=c.average)
-  return costs.weighted_sum([(1.0, main), (float(c.final_weight), final)])
+  base = main
+  return lambda z_traj, actions_HA, z_goal: base(jax.vmap(project)(z_traj), actions_HA, project(z_goal))
 
 
 def build(cfg, wm: WorldModel, planner: str, layout: str):
@@ -102,7 +109,7 @@ def build(cfg, wm: WorldModel, planner: str, layout: str):
     raise ValueError(f'control.action_max_norm={cl.action_max_norm} exceeds the environment\'s '
                      f'max_action_norm={env_cfg.max_action_norm}: the env would clip differently '
                      'from the model; lower control.action_max_norm')
-  plan = make_planner(planner, cfg.planner, planning_step(wm.step, cl), cost_fn(cfg))
+  plan = make_planner(planner, cfg.planner, planning_step(wm.step, cl), cost_fn(cfg, wm.project))
   run = make_closed_loop(wm.encode, plan, lambda s, a: two_rooms.step(s, a, env_cfg),
                          lambda s: two_rooms.render(s, env_cfg), cl)
   return plan, run, env_cfg, cl

@@ -22,6 +22,7 @@ class WorldModel(NamedTuple):
   encode: Callable[[Any, Any], Any]
   step: Callable[[Any, Any, Any], Any]
   params: Any
+  project: Callable[[Any], Any] | None = None  # optional z -> goal-metric space (cost uses it)
 
 
 def load_world_model(wm_cfg, env_cfg: two_rooms.TwoRoomsConfig) -> WorldModel:
@@ -33,7 +34,7 @@ def load_world_model(wm_cfg, env_cfg: two_rooms.TwoRoomsConfig) -> WorldModel:
   if kind == 'learned':
     if not wm_cfg.workdir:
       raise ValueError("world_model.kind='learned' needs world_model.workdir (the training run's "
-                       "--workdir, e.g. --config.world_model.workdir=/work/runs/wm_cpu_default)")
+                       "--workdir, e.g. --config.world_model.workdir=runs/wm)")
     from jepa_jax.eval import learned_world_model  # lazy: pulls in the model code
-    return learned_world_model.load(wm_cfg.workdir, env_cfg)
+    return learned_world_model.load(wm_cfg.workdir, env_cfg, wm_cfg.get('probe'))
   raise ValueError(f"world_model.kind={kind!r}: choose 'analytic' or 'learned'")
