@@ -12,7 +12,6 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jepa_jax import sharding as shd
 from jepa_jax.eval import physics_probe
 from jepa_jax.eval.probe import plot_probe
 from jepa_jax.train import loop
@@ -28,15 +27,9 @@ PROBE_ONLY = flags.DEFINE_bool("probe_only", False, "Skip training; probe the la
 
 def main(argv):
   del argv
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   cfg = CONFIG.value
   workdir = WORKDIR.value
-  shd.maybe_initialize_distributed(cfg.distributed)
-  if not RESUME.value and not PROBE_ONLY.value and os.path.isdir(f"{workdir}/checkpoints") \
-      and os.listdir(f"{workdir}/checkpoints"):
-    raise app.UsageError(f"{workdir} already holds checkpoints: pass --resume to continue, or "
-                         "choose a new --workdir (nothing was overwritten)")
+  loop.prepare_run(cfg, workdir, resume=RESUME.value or PROBE_ONLY.value)
 
   # --- Train -----------------------------------------------------------------------------------
   task, models = jepa.make_task(cfg, jax.process_index(), jax.process_count())

@@ -14,10 +14,9 @@ import json
 import os
 
 import jax
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from jepa_jax import sharding as shd
 from jepa_jax.eval import rollout_probe
 from jepa_jax.train import loop
 from jepa_jax.train import world_model as wmt
@@ -49,15 +48,9 @@ def run_probe(cfg, models, params, workdir: str) -> dict:
 
 def main(argv):
   del argv
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   cfg = CONFIG.value
   workdir = WORKDIR.value
-  shd.maybe_initialize_distributed(cfg.distributed)
-  if not RESUME.value and not PROBE_ONLY.value and os.path.isdir(f"{workdir}/checkpoints") \
-      and os.listdir(f"{workdir}/checkpoints"):
-    raise app.UsageError(f"{workdir} already holds checkpoints: pass --resume to continue, or "
-                         "choose a new --workdir (nothing was overwritten)")
+  loop.prepare_run(cfg, workdir, resume=RESUME.value or PROBE_ONLY.value)
 
   # --- Train -----------------------------------------------------------------------------------
   task, models = wmt.make_task(cfg, jax.process_index(), jax.process_count())

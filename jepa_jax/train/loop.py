@@ -37,6 +37,20 @@ class LoopResult:
   mesh: Any
 
 
+def prepare_run(cfg, workdir: str, resume: bool):
+  """Common start of every experiment: quiet orbax INFO logs unless --verbosity was given,
+  distributed init behind config, and refuse to overwrite a workdir's checkpoints."""
+  import os
+  from absl import app, flags
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  shd.maybe_initialize_distributed(cfg.distributed)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not resume and os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+    raise app.UsageError(f"{workdir} already holds checkpoints: pass --resume to continue, or "
+                         "choose a new --workdir (nothing was overwritten)")
+
+
 def build_mesh(cfg):
   return shd.make_mesh(cfg.mesh.data, cfg.mesh.fsdp)
 
