@@ -3,7 +3,7 @@ population size. Other settings come from experiments/configs/plan.py (cpu_defau
 
   python scripts/bench_planning.py                                  # analytic world model
   python scripts/bench_planning.py --horizons=4,8,16 --populations=64,256,1024 --repeats=10
-  python scripts/bench_planning.py --world_model=learned --wm_workdir=/work/runs/wm_cpu_default
+  python scripts/bench_planning.py --world_model=learned --wm_workdir=runs/wm
 
 The gradient planner has no population: its row is timed once per horizon (N = restarts = 1).
 For hybrid, N is the CEM population (refinement settings from the config).
