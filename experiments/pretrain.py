@@ -38,8 +38,7 @@ def main(argv):
   result = loop.train(task, cfg, workdir, resume=RESUME.value or PROBE_ONLY.value,
                       stop_after=0 if PROBE_ONLY.value else None)
   if result.last_metrics:
-    print(f"trained {result.step} steps in {result.seconds / 60:.1f} min; last metrics: "
-          + ", ".join(f"{k}={v:.4g}" for k, v in result.last_metrics.items()))
+    print(loop.summary_line(result))
 
   # --- Probe: does the encoder carry the physics? ----------------------------------------------
   if not cfg.probe.enabled or jax.process_index() != 0:

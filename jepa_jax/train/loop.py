@@ -37,6 +37,12 @@ class LoopResult:
   mesh: Any
 
 
+def summary_line(result: "LoopResult") -> str:
+  """One printed line after training: steps, minutes and the last logged metrics."""
+  return (f"trained {result.step} steps in {result.seconds / 60:.1f} min; last metrics: "
+          + ", ".join(f"{k}={v:.4g}" for k, v in result.last_metrics.items()))
+
+
 def prepare_run(cfg, workdir: str, resume: bool):
   """Common start of every experiment: quiet orbax INFO logs unless --verbosity was given,
   distributed init behind config, and refuse to overwrite a workdir's checkpoints."""
