@@ -7,7 +7,8 @@ r"""Action-conditioned world model on Two Rooms, then the open-loop rollout prob
   python -m experiments.world_model --workdir=... --probe_only        # re-evaluate the latest checkpoint
 
 Writes to --workdir: checkpoints/, metrics.jsonl, curves.png (loss curves and collapse
-diagnostics), rollout_probe.json and rollout_probe.png (position error vs horizon).
+diagnostics), rollout_probe.json and rollout_probe.png (position error vs horizon; the JSON also
+holds "wall_push": does the model stop an agent pushed into the middle wall, or let it tunnel).
 """
 
 import json
@@ -31,18 +32,25 @@ PROBE_ONLY = flags.DEFINE_bool("probe_only", False, "Skip training; probe the la
 
 
 def run_probe(cfg, models, params, workdir: str) -> dict:
-  """Rollout probe on held-out random-layout trajectories; writes JSON + PNG into workdir."""
+  """Rollout probe on held-out random-layout trajectories and the push-into-the-wall check (same
+  probe); writes JSON + PNG into workdir."""
   p = cfg.probe
   length = p.horizon * models.stride + 1
   train_data = wmt.train_walks(cfg, p.num_train, length)
   test_data = wmt.held_out_walks(cfg, p.num_test, length)
   wm = WorldModel(models.encoder, models.predictor, models.stride)
-  result = rollout_probe.evaluate(wm, params, train_data, test_data, p, models.stride)
+  probe = rollout_probe.fit_probe(wm, params, train_data, p)
+  result = rollout_probe.evaluate(wm, params, train_data, test_data, p, models.stride, probe)
   result["recipe"] = cfg.recipe
+  env = wmt.walks_config(cfg, random_layout=True).env  # the held-out trajectories' layouts
+  result["wall_push"] = rollout_probe.wall_push_check(wm, params, probe, env,
+                                                      stride=models.stride,
+                                                      seed=cfg.seed + wmt.TEST_STREAM)
   with open(f"{workdir}/rollout_probe.json", "w") as f:
     json.dump(result, f, indent=1)
   rollout_probe.plot_errors({cfg.recipe: result}, f"{workdir}/rollout_probe.png")
   print(rollout_probe.summary(cfg.recipe, result))
+  print(rollout_probe.wall_push_summary(cfg.recipe, result["wall_push"]))
   return result
 
 

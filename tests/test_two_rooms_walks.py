@@ -15,6 +15,9 @@ from jepa_jax.envs import two_rooms
 
 CFG = walks.WalksConfig()  # fixed layout
 CFG_RANDOM = walks.WalksConfig(env=two_rooms.TwoRoomsConfig(fixed_layout=False))
+CFG_PUSH = walks.WalksConfig(env=two_rooms.TwoRoomsConfig(fixed_layout=False),
+                             cross_wall_rate=0.0, wall_push_rate=1.0)
+CFG_MIX = walks.WalksConfig(cross_wall_rate=0.3, wall_push_rate=0.3)
 N, T = 256, 17  # every generate_walks call below uses these, so each config compiles once
 KEY = jax.random.key(42)
 STARTS = (0, N, 2 * N)
@@ -32,11 +35,27 @@ def data_random():
     return jax.device_get(walks.generate_walks(KEY, CFG_RANDOM, N, T))
 
 
+@pytest.fixture(scope="module")
+def data_push():
+    return jax.device_get(walks.generate_walks(KEY, CFG_PUSH, N, T))
+
+
+@pytest.fixture(scope="module")
+def data_mix():
+    """512 trajectories, 30% steered and 30% wall-pushing."""
+    chunks = [jax.device_get(walks.generate_walks(KEY, CFG_MIX, N, T, s)) for s in STARTS[:2]]
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
 def test_config_errors_name_the_key():
     with pytest.raises(ValueError, match="WalksConfig.step_max"):
         walks.WalksConfig(step_max=3.0)  # would exceed env.max_action_norm = 2.45
     with pytest.raises(ValueError, match="WalksConfig.cross_wall_rate"):
         walks.WalksConfig(cross_wall_rate=1.5)
+    with pytest.raises(ValueError, match="WalksConfig.wall_push_rate"):
+        walks.WalksConfig(wall_push_rate=-0.1)
+    with pytest.raises(ValueError, match=r"cross_wall_rate \+ WalksConfig.wall_push_rate"):
+        walks.WalksConfig(cross_wall_rate=0.6, wall_push_rate=0.5)
     with pytest.raises(ValueError, match="WalksConfig.obs_dtype"):
         walks.WalksConfig(obs_dtype="float32")
     assert walks.WalksConfig.from_dict(json.loads(json.dumps(CFG_RANDOM.to_dict()))) == CFG_RANDOM
@@ -57,7 +76,7 @@ def test_shapes_and_dtypes(data, data_random):
         assert d["act"].shape[1:] == (T - 1, 2) and d["act"].dtype == np.float32
         assert d["state"].shape[1:] == (T, 2) and d["state"].dtype == np.float32
         assert d["layout"].shape[1:] == (2,) and d["layout"].dtype == np.float32
-        assert d["steered"].dtype == bool
+        assert d["steered"].dtype == bool and d["pushed"].dtype == bool
     assert data["obs"].shape[0] == 3 * N and data_random["obs"].shape[0] == N
 
 
@@ -91,6 +110,62 @@ def test_crossing_share(data):
     assert crossed[steered].mean() > 0.95  # steering reliably reaches the other room
     assert crossed[~steered].mean() < 0.1  # free walks cross only by chance
     assert abs(crossed.mean() - CFG.cross_wall_rate) < 4 * se + 0.05
+
+
+def test_default_keeps_the_old_random_stream(data, data_random):
+    """wall_push_rate = 0 (the default) reproduces the walks generated before wall pushes
+    existed: values recorded with that code. (Old vs new code were bit-for-bit equal on CPU at
+    XLA -O0 and -O2; the recorded values themselves move ~2e-4 px between optimisation levels,
+    hence the tolerance. A changed random stream moves them by pixels.)"""
+    assert CFG.wall_push_rate == 0.0 and not data["pushed"].any()
+    np.testing.assert_allclose(data["state"][:N:64, -1], [
+        [36.094753, 30.06684], [44.0115, 31.437864], [18.349693, 15.678911],
+        [39.641613, 30.97465]], atol=1e-2)
+    assert data["steered"][:16].astype(int).tolist() == [1, 0, 0, 0, 1, 0, 0, 0,
+                                                         1, 0, 1, 1, 0, 0, 0, 0]
+    np.testing.assert_allclose(data_random["state"][::64, -1], [
+        [32.29474, 42.07354], [46.337193, 31.437864], [20.886982, 15.678911],
+        [40.63868, 28.970905]], atol=1e-2)
+    np.testing.assert_array_equal(data_random["layout"][::64],
+                                  [[27.5, 44.0], [39.5, 38.0], [34.5, 25.0], [32.5, 30.0]])
+
+
+def _pushes_into_middle_wall(d, cfg, min_steps: int = 3):
+    """Per trajectory: touches the middle wall face of its start room (|x - face| < 0.5 px) for
+    >= min_steps consecutive steps while the commanded action points into the wall."""
+    wall_x, half = d["layout"][:, None, 0], cfg.env.wall_width / 2
+    left = d["state"][:, :1, 0] < wall_x
+    face = np.where(left, wall_x - half, wall_x + half)
+    touch = np.abs(d["state"][:, 1:, 0] - face) < 0.5  # position after action t
+    into = np.where(left, d["act"][..., 0] > 0, d["act"][..., 0] < 0)
+    run = best = np.zeros(len(touch), int)
+    for ok in (touch & into).T:
+        run = np.where(ok, run + 1, 0)
+        best = np.maximum(best, run)
+    return best >= min_steps
+
+
+def test_wall_push_walks_push_into_the_middle_wall(data_push):
+    d = data_push
+    assert d["pushed"].all() and not d["steered"].any()
+    assert _pushes_into_middle_wall(d, CFG_PUSH).mean() >= 0.8
+    room = d["state"][..., 0] >= d["layout"][:, None, 0]
+    assert (room == room[:, :1]).mean() > 0.99  # they push into the wall, not through the door
+    assert not np.asarray(two_rooms.in_wall(d["state"], d["layout"][:, None], CFG_PUSH.env)).any()
+    np.testing.assert_allclose(_replay(d["state"], d["act"], d["layout"], CFG_PUSH),
+                               d["state"][:, 1:], atol=1e-4)
+
+
+def test_steered_and_pushed_shares(data_mix):
+    d, n = data_mix, len(data_mix["steered"])
+    assert n == 512 and not (d["steered"] & d["pushed"]).any()  # disjoint shares
+    for k, rate in (("steered", CFG_MIX.cross_wall_rate), ("pushed", CFG_MIX.wall_push_rate)):
+        assert abs(d[k].mean() - rate) < 4 * math.sqrt(rate * (1 - rate) / n), k
+    room = d["state"][..., 0] >= d["layout"][:, None, 0]
+    crossed = np.any(room != room[:, :1], axis=1)
+    assert crossed[d["steered"]].mean() > 0.95
+    assert _pushes_into_middle_wall(d, CFG_MIX)[d["pushed"]].mean() >= 0.8
+    assert not np.asarray(two_rooms.in_wall(d["state"], d["layout"][:, None], CFG_MIX.env)).any()
 
 
 def _replay(state, act, layout, cfg):
@@ -151,6 +226,26 @@ def test_write_read_round_trip(tmp_path, data):
     np.testing.assert_array_equal(clone[17]["obs"], src[17]["obs"])
     batch = grain.MapDataset.source(src).shuffle(seed=0).batch(4)[0]
     assert batch["obs"].shape == (4, window, 64, 64, 2) and batch["act"].shape == (4, window - 1, 2)
+
+
+def test_source_reads_pushed_and_datasets_without_it(tmp_path, data_mix):
+    meta = walks.write_dataset(tmp_path, KEY, CFG_MIX, 40, T, shard_size=N, gen_batch=N)
+    assert meta["shapes"]["pushed"] == [] and meta["dtypes"]["pushed"] == "bool"
+    assert walks.WalksConfig.from_dict(meta["config"]) == CFG_MIX
+    src = walks.TwoRoomsWindowSource(tmp_path, window=T)
+    assert [bool(src[i]["pushed"]) for i in range(40)] == data_mix["pushed"][:40].tolist()
+    assert data_mix["pushed"][:40].any()
+    # A dataset written before `pushed` existed: no such member, config without the key.
+    shard = tmp_path / meta["shards"][0]["file"]
+    arrays = {k: v for k, v in np.load(shard).items() if k != "pushed"}
+    with open(shard, "wb") as f:
+        np.savez(f, **arrays)
+    del meta["config"]["wall_push_rate"]
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    old = walks.TwoRoomsWindowSource(tmp_path, window=T)
+    assert not old[0]["pushed"] and old[0]["pushed"].shape == ()
+    np.testing.assert_array_equal(old[3]["state"], data_mix["state"][3])
+    assert walks.WalksConfig.from_dict(old.meta["config"]).wall_push_rate == 0.0
 
 
 def test_source_rejects_bad_window(tmp_path):

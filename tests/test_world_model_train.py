@@ -136,7 +136,9 @@ def test_debug_experiment_end_to_end_then_two_stage(tmp_path):
   r = exp.run_probe(c, models, jax.device_get(params_from_state(result.state)), workdir)
   assert len(r["err_px"]) == c.probe.horizon and np.all(np.isfinite(r["err_px"]))
   assert os.path.exists(os.path.join(workdir, "rollout_probe.png"))
-  assert json.load(open(os.path.join(workdir, "rollout_probe.json")))["recipe"] == "pldm"
+  saved = json.load(open(os.path.join(workdir, "rollout_probe.json")))
+  assert saved["recipe"] == "pldm"
+  assert 0.0 <= saved["wall_push"]["left_to_right"]["tunnel_frac"] <= 1.0
 
   wm, params = load_world_model(workdir)
   obs = wmt.held_out_walks(c, 1, 2)["obs"][0, 0]
@@ -182,3 +184,41 @@ def test_rollout_probe_on_analytic_latents():
   r = rollout_probe.evaluate(wm, {"encoder": None}, data, data, c.probe)
   assert r["enc_err_px"] < 1.0
   assert r["err_px"][-1] < 0.5 * r["static_err_px"][-1]
+
+
+class _AnalyticWM:
+  """The analytic stand-in (eval/analytic_world_model) behind the WorldModel protocol: one token
+  z = (x, y, wall_x, door_y) read from the image, moved with the env's wall stopping (or not)."""
+  stride = 1
+
+  def __init__(self, env_cfg, walls: bool):
+    from jepa_jax.eval import analytic_world_model as awm
+    self._params, self._encode = awm.init_params(walls=walls), awm.encode
+    self._step = awm.make_step(env_cfg)
+
+  def encode(self, params, obs):
+    z = jax.vmap(lambda o: self._encode(self._params, o))(obs.reshape(-1, *obs.shape[-3:]))
+    return z.reshape(*obs.shape[:-3], 1, 4)
+
+  def rollout(self, params, z0_BND, actions_BHA):
+    def one(z_ND, a_HA):
+      body = lambda z, a: (self._step(self._params, z, a),) * 2
+      return jax.lax.scan(body, z_ND[0], a_HA)[1][:, None]
+    return jax.vmap(one)(z0_BND, actions_BHA)
+
+
+def test_wall_push_check_on_the_analytic_model():
+  """The analytic model stops at the wall like the env (nothing tunnels, final x exact); its
+  free-space variant (walls ignored) tunnels every time."""
+  from jepa_jax.envs import two_rooms
+  env = two_rooms.TwoRoomsConfig(fixed_layout=False)
+  probe = lambda z_MKD: z_MKD[:, 0, :2]  # the analytic latent is the position
+  r = rollout_probe.wall_push_check(_AnalyticWM(env, walls=True), None, probe, env, num=64)
+  for d in ("left_to_right", "right_to_left"):
+    assert r[d]["tunnel_frac"] == 0.0
+    assert r[d]["final_x_err_px"] < 0.05
+    assert abs(r[d]["true_final_x_rel_face_px"]) < 1e-4  # 32 x 1.5 px: every agent at the face
+  free = rollout_probe.wall_push_check(_AnalyticWM(env, walls=False), None, probe, env, num=64)
+  for d in ("left_to_right", "right_to_left"):
+    assert free[d]["tunnel_frac"] == 1.0 and free[d]["final_x_err_px"] > 10.0
+  assert "tunnelled 0%" in rollout_probe.wall_push_summary("analytic", r)

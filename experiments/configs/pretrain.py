@@ -3,6 +3,8 @@
 Presets:
   debug       seconds; tiny model and data, for tests and smoke runs.
   cpu_default the README main job: a V-JEPA on procedural physics videos, <= 20 min on 2 CPU cores.
+  cpu_future  cpu_default with a past -> future mask view and per-position VICReg.
+  cpu_two_rooms V-JEPA on Two Rooms walk videos: the frozen encoder of the two-stage world model.
   image_debug I-JEPA (2-D masks, smooth-L1) on single frames, tiny.
   vitl_vjepa  ViT-L/16 V-JEPA (published recipe sizes) for a GPU/TPU mesh; bf16, scan, remat, fsdp.
 """
@@ -30,8 +32,12 @@ def base() -> ml_collections.ConfigDict:
   c.log_every = 25
   c.eval_every = 0                  # 0: probe only at the end
 
+  # source 'physics': balls under gravity (data.physics); 'two_rooms': Two Rooms walks as
+  # action-free videos (data.two_rooms; data.physics.num_frames sets the clip length).
   c.data = ml_collections.ConfigDict(dict(
-      modality="video", num_videos=1_000_000, num_threads=2, prefetch=4,
+      source="physics", modality="video", num_videos=1_000_000, num_threads=2, prefetch=4,
+      two_rooms=dict(size=64, random_layout=True, cross_wall_rate=0.35, wall_push_rate=0.15,
+                     heading_kappa=4.0),
       physics=dict(num_frames=16, size=64, num_balls=2, radius=(3.0, 6.0), min_radius_gap=1.5,
                    speed=(1.0, 3.5),
                    gravity=0.35, restitution=0.85, floor_height=6, num_occluders=(0, 1),
@@ -60,6 +66,18 @@ def base() -> ml_collections.ConfigDict:
   return c
 
 
+def small_physics(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """32x32, 8-frame videos (the 64x64 scene at half scale, same dynamics in canvas units) with
+  2x4x4 tubelets: the same 256 tokens as 16x64x64 with 4x8x8, but every token sees 4x4 px
+  over 2 frames. Measured: the supervised bound of ViT-micro + attentive probe rises from
+  R2 0.48/0.34 (64x64) to 0.84/0.70 (position/velocity) in 400-600 steps (BUILD_NOTES)."""
+  c.data.physics.update(num_frames=8, size=32, radius=(1.5, 3.0), min_radius_gap=0.75,
+                        speed=(0.5, 1.75), gravity=0.175, floor_height=3, occluder_width=(3, 6))
+  c.model.patch_size = (2, 4, 4)
+  c.probe.frame = 3
+  return c
+
+
 def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
   c = base()
   if preset == "cpu_default":
@@ -67,6 +85,23 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
   elif preset == "cpu_future":
     c.masks = [ml_collections.ConfigDict(m) for m in FUTURE_MASKS]
     c.loss.update(var_weight=1.0, cov_weight=0.04)
+  elif preset == "cpu_small_tube":
+    small_physics(c)
+  elif preset == "cpu_small_future":
+    small_physics(c)
+    c.masks = [ml_collections.ConfigDict(m) for m in FUTURE_MASKS]
+    c.loss.update(var_weight=1.0, cov_weight=0.04)
+  elif preset == "cpu_two_rooms":
+    # Stage 1 of the two-stage world model (V-JEPA 2-AC): V-JEPA on Two Rooms walk videos; the
+    # world model then encodes single frames duplicated into one 2-frame tubelet, as V-JEPA 2-AC.
+    c.total_steps = 400
+    c.data.source = "two_rooms"
+    c.data.physics.num_frames = 8
+    c.model.patch_size = (2, 8, 8)
+    c.masks = [ml_collections.ConfigDict(m) for m in FUTURE_MASKS]
+    c.loss.update(var_weight=1.0, cov_weight=0.04)
+    c.checkpoint.every = 200
+    c.probe.update(frame=3, steps=1000)
   elif preset == "debug":
     c.total_steps = 6
     c.batch_size = 8
@@ -106,5 +141,6 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
     c.checkpoint.every = 1000
     c.probe.update(num_train=20_000, num_test=5000, steps=5000)
   else:
-    raise ValueError(f"unknown preset {preset!r}: debug, cpu_default, image_debug, vitl_vjepa")
+    raise ValueError(f"unknown preset {preset!r}: debug, cpu_default, cpu_future, cpu_two_rooms, "
+                     "image_debug, vitl_vjepa")
   return c

@@ -5,8 +5,9 @@ Presets:
   cpu_default     PLDM recipe (conv encoder -> 4x4x16 latent map, residual MLP predictor,
                   VICReg + smoothness + inverse dynamics), random layouts, <= 20 min on 2 CPU cores.
   cpu_sigreg      cpu_default with SIGReg instead of variance/covariance.
-  cpu_two_stage   V-JEPA 2-AC: frozen encoder of a cpu_default run (two_stage.encoder_workdir),
-                  block-causal transformer predictor, teacher forcing + rollout loss.
+  cpu_two_stage   V-JEPA 2-AC: the frozen V-JEPA of a pretrain.py:cpu_two_rooms run
+                  (two_stage.encoder_workdir), block-causal transformer predictor over its patch
+                  tokens, teacher forcing + rollout loss.
   full            GPU-size PLDM: Impala encoder, wider predictor, long clips, big batch.
 """
 
@@ -26,11 +27,15 @@ def base() -> ml_collections.ConfigDict:
       source="procedural",          # 'procedural': walks generated on the fly from the seed
       path="",                      # 'offline': a scripts/make_two_rooms_data.py directory
       num_frames=17, size=64, random_layout=True, cross_wall_rate=0.35, heading_kappa=4.0,
+      # Walks that push into the middle wall away from the door: without them the model learns
+      # to pass through the wall (see two_rooms_walks; rollout_probe.wall_push_check measures it).
+      wall_push_rate=0.15,
       num_threads=1, prefetch=2))
 
   c.model = ml_collections.ConfigDict(dict(
       encoder=dict(kind="simple", channels=(16, 32, 32), space_to_depth=2, blocks_per_stage=1,
-                   out_dim=16, vector=False, coords=False, vit_size="micro", patch_size=8),
+                   out_dim=16, vector=False, coords=False, vit_size="micro", patch_size=8,
+                   tubelet=2, pool=1),
       predictor=dict(kind="recurrent", hidden=512, depth=2, cell="residual", stride=1,
                      latent_dim=0, width=64, num_heads=4, max_context=0),
       idm_hidden=(256,)))
@@ -67,8 +72,11 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
     c.loss.update(var=0.0, cov=0.0, sigreg=0.1)
   elif preset == "cpu_two_stage":
     c.recipe = "two_stage"
-    c.two_stage.encoder_workdir = "runs/wm"
+    c.two_stage.encoder_workdir = "runs/pretrain_two_rooms"
     c.total_steps = 1000
+    # The V-JEPA of `experiments.pretrain --config=...pretrain.py:cpu_two_rooms`, frozen; 2x2
+    # token pooling keeps 16 tokens per frame for the CPU.
+    c.model.encoder.update(kind="vjepa", vit_size="micro", patch_size=8, tubelet=2, pool=2)
     c.model.predictor.update(kind="transformer", width=64, depth=3, num_heads=4)
     c.loss.update(kind="l1", teacher_forcing=1.0, rollout=1.0, rollout_steps=4)
   elif preset == "debug":

@@ -13,6 +13,16 @@ Generation runs on device (jit + vmap over trajectories, ``lax.scan`` over time)
   (heading = aim + VonMises(0, steer_kappa)), then continue as a free random walk. So the
   data contains door crossings (nearly every steered walk crosses for T >= ~10); free walks
   also cross by chance (~2% at T = 17).
+* A share ``wall_push_rate`` (disjoint from the steered share) is *wall-pushing*: a target
+  y on the middle wall at least ``door_half_height + 2`` px from the door centre; start in a
+  random room point of that y band (above or below the door), pulled to within
+  ``0.45 * (T - 1) * step_mean`` px of the near face at that y (contact within about the
+  first half), then head for a point ``2.5`` px beyond the far face (heading = aim +
+  VonMises(0, steer_kappa)) for the whole trajectory. The env stops the agent at the face, so
+  it keeps pushing into the wall without moving (~70% of their transitions at T = 17, first
+  contact after ~6 steps; free walks push into the middle wall in ~8% of theirs). A model
+  trained without them learned to pass through the wall. Pushes into the border happen
+  naturally.
 
 Stored actions are the **commanded** actions (what was passed to ``step``): norm-clipping
 never triggers because ``step_max <= max_action_norm`` is enforced, and wall stopping is
@@ -20,7 +30,8 @@ never triggers because ``step_max <= max_action_norm`` is enforced, and wall sto
 
 On disk: ``shard_00000.npz`` ... (uncompressed, one per ``shard_size`` trajectories) holding
 ``obs`` (n, T, H, W, 2) uint8 (x255) or float16, ``act`` (n, T-1, 2) float32, ``state``
-(n, T, 2) float32 agent positions, ``layout`` (n, 2) float32, ``steered`` (n,) bool; plus
+(n, T, 2) float32 agent positions, ``layout`` (n, 2) float32, ``steered`` (n,) bool,
+``pushed`` (n,) bool (absent in datasets written before it existed: read as False); plus
 ``meta.json``. Trajectory ``i`` is generated from ``fold_in(key, i)``, so a dataset does not
 depend on ``shard_size`` or the generation chunk size.
 """
@@ -55,6 +66,8 @@ FORMAT = "two_rooms_walks/v1"
 _OBS_DTYPES = ("uint8", "float16")
 _APPROACH_PX = 2.5  # door waypoints sit this far outside the wall faces
 _WAYPOINT_RADIUS_PX = 1.5  # a waypoint counts as reached within this distance
+_PUSH_DOOR_MARGIN_PX = 2.0  # wall-push targets stay this far beyond the door gap's edges
+_PUSH_REACH = 0.45  # wall-push starts lie within this share of (T - 1) * step_mean of the wall
 _VM_PROPOSALS = 16
 
 
@@ -68,6 +81,7 @@ class WalksConfig:
     step_min: float = 0.2
     step_max: float = 1.8
     cross_wall_rate: float = 0.35
+    wall_push_rate: float = 0.0
     obs_dtype: str = "uint8"
 
     def __post_init__(self):
@@ -83,6 +97,12 @@ class WalksConfig:
         need(self.step_max <= self.env.max_action_norm, "step_max",
              "must be <= env.max_action_norm so stored actions are never clipped")
         need(0.0 <= self.cross_wall_rate <= 1.0, "cross_wall_rate", "must be in [0, 1]")
+        need(0.0 <= self.wall_push_rate <= 1.0, "wall_push_rate", "must be in [0, 1]")
+        if self.cross_wall_rate + self.wall_push_rate > 1.0:
+            raise ValueError(
+                "WalksConfig.cross_wall_rate + WalksConfig.wall_push_rate must be <= 1: the "
+                "steered and wall-pushing shares are disjoint "
+                f"(got {self.cross_wall_rate!r} + {self.wall_push_rate!r}).")
         need(self.obs_dtype in _OBS_DTYPES, "obs_dtype", f"must be one of {_OBS_DTYPES}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,20 +156,43 @@ def _door_waypoints(layout: jax.Array, side: jax.Array, cfg: WalksConfig):
     return jnp.where(side == 0, left, right), jnp.where(side == 0, right, left)
 
 
+def _push_points(layout: jax.Array, side: jax.Array, u: jax.Array, cfg: WalksConfig):
+    """Wall-push points for a uniform ``u``: (on ``side``'s wall face, 2.5 px beyond the far
+    face), at one y uniform over the middle wall at least ``door_half_height + 2`` px from the
+    door centre, and that y's band (y0, y1) above or below the door."""
+    env = cfg.env
+    wl, wr, dlo, dhi = two_rooms.wall_bounds(layout, env)
+    lo, hi = float(env.border), float(env.size - env.border)
+    below_hi, above_lo = dlo - _PUSH_DOOR_MARGIN_PX, dhi + _PUSH_DOOR_MARGIN_PX
+    n_below = jnp.maximum(below_hi - lo, 0.0)
+    n_above = jnp.maximum(hi - above_lo, 0.0)
+    s = u * (n_below + n_above)
+    below = s < n_below
+    y = jnp.where(below, lo + s, above_lo + (s - n_below))
+    band = jnp.where(below, jnp.stack([lo, below_hi]), jnp.stack([above_lo, hi]))
+    face = jnp.stack([jnp.where(side == 0, wl, wr), y])
+    beyond = jnp.stack([jnp.where(side == 0, wr + _APPROACH_PX, wl - _APPROACH_PX), y])
+    return face, beyond, band
+
+
 def _walk_one(key: jax.Array, cfg: WalksConfig, length: int):
-    """One trajectory: (pos_T2, act_T2 (length-1 rows), layout_2, steered).
+    """One trajectory: (pos_T2, act_T2 (length-1 rows), layout_2, steered, pushed).
 
     All randomness is drawn before the scan (few PRNG call sites: each costs ~0.1 s of XLA
-    compile time), so the scan body is deterministic.
+    compile time), so the scan body is deterministic. Wall-pushing walks reuse draws the other
+    kinds need and they don't (the room point, the start heading), so adding them left the
+    random stream of free and steered walks unchanged.
     """
     env = cfg.env
     k_layout, k_free, k_room, k_misc, k_len, k_turn = jax.random.split(key, 6)
     layout = two_rooms.sample_layout(k_layout, env)
     u_3 = jax.random.uniform(k_misc, (3,))
     steered = u_3[0] < cfg.cross_wall_rate
+    pushed = (u_3[0] >= cfg.cross_wall_rate) & (u_3[0] < cfg.cross_wall_rate + cfg.wall_push_rate)
     side = (u_3[1] < 0.5).astype(jnp.int32)
-    heading0 = jnp.pi * (2.0 * u_3[2] - 1.0)
+    heading0 = jnp.pi * (2.0 * u_3[2] - 1.0)  # only free walks use it ...
     way_own, way_other = _door_waypoints(layout, side, cfg)
+    push_face, push_beyond, band = _push_points(layout, side, u_3[2], cfg)  # ... pushes reuse it
 
     free_start = two_rooms.sample_free_pos(k_free, layout, env)
     # Pull a uniform room point towards the door so the crossing fits in `length` steps.
@@ -157,8 +200,16 @@ def _walk_one(key: jax.Array, cfg: WalksConfig, length: int):
     budget = max(0.6 * (length - 1) * cfg.step_mean - _APPROACH_PX - env.wall_width, 0.0)
     offset = room_start - way_own
     dist = jnp.linalg.norm(offset)
-    room_start = way_own + offset * jnp.minimum(1.0, budget / jnp.maximum(dist, 1e-6))
-    pos0 = jnp.where(steered, room_start, free_start)
+    steer_start = way_own + offset * jnp.minimum(1.0, budget / jnp.maximum(dist, 1e-6))
+    # Pushes: the room point moved into the target's y band (so the straight path to the wall
+    # misses the door), then pulled towards the face point so contact comes in the first half.
+    box_y = jnp.array([env.border, env.size - env.border], jnp.float32)
+    band_y = band[0] + (room_start[1] - box_y[0]) * (band[1] - band[0]) / (box_y[1] - box_y[0])
+    offset = jnp.stack([room_start[0], band_y]) - push_face
+    dist = jnp.linalg.norm(offset)
+    reach = _PUSH_REACH * (length - 1) * cfg.step_mean
+    push_start = push_face + offset * jnp.minimum(1.0, reach / jnp.maximum(dist, 1e-6))
+    pos0 = jnp.where(steered, steer_start, jnp.where(pushed, push_start, free_start))
 
     len_T = _step_length(k_len, cfg, (length - 1,))
     kappa_2T = jnp.broadcast_to(jnp.array([[cfg.heading_kappa], [cfg.steer_kappa]]),
@@ -169,19 +220,19 @@ def _walk_one(key: jax.Array, cfg: WalksConfig, length: int):
         pos, heading, phase = carry
         step_len, free_turn, steer_turn = xs
         steering = steered & (phase < 2)
-        target = jnp.where(phase == 0, way_own, way_other)
+        target = jnp.where(pushed, push_beyond, jnp.where(phase == 0, way_own, way_other))
         aim = jnp.arctan2(target[1] - pos[1], target[0] - pos[0])
-        heading = jnp.where(steering, aim + steer_turn, heading + free_turn)
+        heading = jnp.where(steering | pushed, aim + steer_turn, heading + free_turn)
         act = step_len * jnp.stack([jnp.cos(heading), jnp.sin(heading)])
         pos = two_rooms.step(two_rooms.EnvState(pos, layout), act, env).pos
         reached = jnp.linalg.norm(pos - target) < _WAYPOINT_RADIUS_PX
-        phase = phase + (steering & reached).astype(jnp.int32)
+        phase = phase + (steering & reached).astype(jnp.int32)  # pushes never change phase
         return (pos, heading, phase), (pos, act)
 
     xs = (len_T, turn_2T[0], turn_2T[1])
     _, (pos_T2, act_T2) = jax.lax.scan(one_step, (pos0, heading0, jnp.int32(0)), xs)
     pos_T2 = jnp.concatenate([pos0[None], pos_T2], axis=0)
-    return pos_T2, act_T2, layout, steered
+    return pos_T2, act_T2, layout, steered, pushed
 
 
 def _encode_obs(obs_f32, obs_dtype: str):
@@ -193,7 +244,7 @@ def _encode_obs(obs_f32, obs_dtype: str):
 def _generate(key, start_index, cfg: WalksConfig, num_trajectories: int, length: int):
     idx_N = start_index + jnp.arange(num_trajectories, dtype=jnp.int32)
     keys_N = jax.vmap(jax.random.fold_in, (None, 0))(key, idx_N)
-    pos_NT2, act_NT2, layout_N2, steered_N = jax.vmap(
+    pos_NT2, act_NT2, layout_N2, steered_N, pushed_N = jax.vmap(
         lambda k: _walk_one(k, cfg, length))(keys_N)
     render_T = jax.vmap(two_rooms.render_pos, (0, None, None))
     obs_NTHWC = jax.vmap(render_T, (0, 0, None))(pos_NT2, layout_N2, cfg.env)
@@ -203,6 +254,7 @@ def _generate(key, start_index, cfg: WalksConfig, num_trajectories: int, length:
         "state": pos_NT2,
         "layout": layout_N2,
         "steered": steered_N,
+        "pushed": pushed_N,
     }
 
 
@@ -214,7 +266,8 @@ def generate_walks(key: jax.Array, cfg: WalksConfig, num_trajectories: int, leng
     """Random walks for trajectories ``start_index .. start_index + num_trajectories - 1``.
 
     Returns ``obs`` (N, T, H, W, 2) uint8 (or float16), ``act`` (N, T-1, 2) commanded actions,
-    ``state`` (N, T, 2) positions, ``layout`` (N, 2), ``steered`` (N,) bool.
+    ``state`` (N, T, 2) positions, ``layout`` (N, 2), ``steered`` (N,) bool, ``pushed`` (N,)
+    bool (wall-pushing walks).
     """
     if length < 2:
         raise ValueError(f"generate_walks: length must be >= 2 (got {length}).")
@@ -285,9 +338,9 @@ def write_dataset(path: str | os.PathLike, key: jax.Array, cfg: WalksConfig,
         "shard_size": shard_size,
         "shards": shards,
         "shapes": {"obs": [length, env.size, env.size, 2], "act": [length - 1, 2],
-                   "state": [length, 2], "layout": [2], "steered": []},
+                   "state": [length, 2], "layout": [2], "steered": [], "pushed": []},
         "dtypes": {"obs": cfg.obs_dtype, "act": "float32", "state": "float32",
-                   "layout": "float32", "steered": "bool"},
+                   "layout": "float32", "steered": "bool", "pushed": "bool"},
         "obs_scale": 1.0 / 255.0 if cfg.obs_dtype == "uint8" else 1.0,
         "act_semantics": ("commanded action passed to step (never norm-clipped), "
                           "before wall stopping"),
@@ -340,8 +393,9 @@ class TwoRoomsWindowSource:
     Item ``i`` -> trajectory ``i // w``, start frame ``(i % w) * stride`` with
     ``w = (length - window) // stride + 1`` windows per trajectory (deterministic). Returns a
     dict: ``obs`` (window, H, W, 2) stored dtype (uint8: divide by 255), ``act`` (window-1, 2),
-    ``state`` (window, 2), ``layout`` (2,), ``steered`` (). Shards are memory-mapped lazily
-    per process; the source pickles without them, so grain workers reopen their own.
+    ``state`` (window, 2), ``layout`` (2,), ``steered`` (), ``pushed`` () (False for datasets
+    written before wall pushes existed). Shards are memory-mapped lazily per process; the
+    source pickles without them, so grain workers reopen their own.
     """
 
     def __init__(self, path: str | os.PathLike, window: int, stride: int = 1):
@@ -389,6 +443,7 @@ class TwoRoomsWindowSource:
             "state": np.array(a["state"][row, t0:t1]),
             "layout": np.array(a["layout"][row]),
             "steered": np.array(a["steered"][row]),
+            "pushed": np.array(a["pushed"][row]) if "pushed" in a else np.array(False),
         }
 
     def __getstate__(self):

@@ -6,6 +6,8 @@
    with the true actions; the probe reads the agent position from each *predicted* latent.
 3. Mean Euclidean error (px) per horizon, beside the probe's error on encoded real held-out
    frames (the floor a perfect predictor would reach).
+4. `wall_push_check`: the agent is pushed straight into the middle wall away from the door; the
+   environment stops it at the face, a model that learned free motion predicts it beyond the wall.
 """
 
 import dataclasses
@@ -15,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jepa_jax.envs import two_rooms
 from jepa_jax.nn.heads import PositionProbe
 
 
@@ -49,6 +52,7 @@ class FittedProbe:
   params: dict
   mean: np.ndarray
   std: np.ndarray
+  train_err_px: float = float("nan")  # set by fit_probe
 
   def __call__(self, z_MKD, batch: int = 1024) -> np.ndarray:
     fn = jax.jit(lambda z: self.module.apply(self.params, z))
@@ -84,19 +88,29 @@ def position_error(pred_M2, true_M2) -> np.ndarray:
   return np.linalg.norm(pred_M2 - true_M2, axis=-1)
 
 
-def evaluate(wm, params, train_data: dict, test_data: dict, probe_cfg, stride: int = 1) -> dict:
-  """train_data/test_data: dicts of 'obs' (N, T, H, W, C), 'act' (N, T-1, 2), 'state' (N, T, 2).
-
-  Returns err_px (H,) mean error of the probe on predicted latents at horizons 1..H (in model
-  steps of `stride` frames), enc_err_px on encoded real held-out frames, and probe_train_err_px.
-  """
+def fit_probe(wm, params, train_data: dict, probe_cfg) -> FittedProbe:
+  """The position probe on encoded real frames of train_data ('obs', 'state'); its mean error
+  on those frames goes into .train_err_px."""
   z_tr = encode_clips(wm, params, train_data["obs"])
   z_tr_MKD = z_tr.reshape(-1, *z_tr.shape[2:])
   pos_tr = train_data["state"].reshape(-1, 2)
   probe = fit_position_probe(z_tr_MKD, pos_tr, hidden=probe_cfg.hidden, steps=probe_cfg.steps,
                              batch_size=probe_cfg.batch_size, lr=probe_cfg.lr,
                              layer_norm=probe_cfg.get("layer_norm", True))
-  train_err = position_error(probe(z_tr_MKD), pos_tr).mean()
+  return dataclasses.replace(probe,
+                             train_err_px=float(position_error(probe(z_tr_MKD), pos_tr).mean()))
+
+
+def evaluate(wm, params, train_data: dict, test_data: dict, probe_cfg, stride: int = 1,
+             probe: FittedProbe | None = None) -> dict:
+  """train_data/test_data: dicts of 'obs' (N, T, H, W, C), 'act' (N, T-1, 2), 'state' (N, T, 2).
+
+  Returns err_px (H,) mean error of the probe on predicted latents at horizons 1..H (in model
+  steps of `stride` frames), enc_err_px on encoded real held-out frames, and probe_train_err_px.
+  `probe`: a fit_probe result to reuse (e.g. for wall_push_check); fitted on train_data if None.
+  """
+  probe = fit_probe(wm, params, train_data, probe_cfg) if probe is None else probe
+  train_err = probe.train_err_px
 
   z_te = encode_clips(wm, params, test_data["obs"])
   n, t = z_te.shape[:2]
@@ -113,6 +127,70 @@ def evaluate(wm, params, train_data: dict, test_data: dict, probe_cfg, stride: i
   return {"err_px": err_NH.mean(0).tolist(), "err_px_std": err_NH.std(0).tolist(),
           "enc_err_px": float(enc_err), "probe_train_err_px": float(train_err),
           "static_err_px": static_err.tolist(), "num_test": int(n), "stride": int(stride)}
+
+
+def _push_starts(key, cfg_env: two_rooms.TwoRoomsConfig, num: int, room: int):
+  """Random layouts and starts 4-10 px from the middle wall face in `room` (0 left, 1 right), at
+  a y uniform over the middle wall more than door_half_height + 3 px from the door centre."""
+  k_layout, k_u = jax.random.split(key)
+  layout_N2 = jax.vmap(lambda k: two_rooms.sample_layout(k, cfg_env))(
+      jax.random.split(k_layout, num))
+  u_N2 = jax.random.uniform(k_u, (num, 2))
+  wl, wr, dlo, dhi = two_rooms.wall_bounds(layout_N2, cfg_env)
+  lo, hi = cfg_env.border, cfg_env.size - cfg_env.border
+  n_below, n_above = jnp.maximum(dlo - 3 - lo, 0.0), jnp.maximum(hi - dhi - 3, 0.0)
+  s = u_N2[:, 1] * (n_below + n_above)
+  y = jnp.where(s < n_below, lo + s, dhi + 3 + (s - n_below))
+  gap = 4.0 + 6.0 * u_N2[:, 0]
+  x = jnp.clip(wl - gap, lo, hi) if room == 0 else jnp.clip(wr + gap, lo, hi)
+  return jnp.stack([x, y], -1), layout_N2
+
+
+def wall_push_check(wm, params, probe, cfg_env: two_rooms.TwoRoomsConfig, num: int = 256,
+                    steps: int = 32, step_px: float = 1.5, stride: int = 1, seed: int = 0) -> dict:
+  """Push the agent into the middle wall for `steps` env steps; does the model stop it too?
+
+  `num` random layouts (`sample_layout(cfg_env)`), start 4-10 px left of the wall away from the
+  door, action (+step_px, 0) every step; the start frame is rendered by the env, rolled out by
+  `wm.rollout` (steps // stride model steps of stride-action chunks) and the final position read
+  by `probe` (a fit_probe result, or any (M, tokens, D) -> (M, 2) px callable). Then the mirror:
+  from the right room, pushed left. Per direction: tunnel_frac, the share of predicted final x
+  beyond the wall's far face (the env never lets that happen); final_x_err_px, mean |predicted -
+  true final x|; pred/true final x relative to the near face, mean (+ = into the wall).
+  """
+  if steps % stride:
+    raise ValueError(f"wall_push_check: steps={steps} must be a multiple of stride={stride}")
+  out = {"num": int(num), "steps": int(steps), "step_px": float(step_px)}
+  for room, name in ((0, "left_to_right"), (1, "right_to_left")):
+    sign = 1.0 if room == 0 else -1.0
+    pos_N2, layout_N2 = _push_starts(jax.random.key(seed + room), cfg_env, num, room)
+    act_2 = jnp.array([sign * step_px, 0.0], jnp.float32)
+
+    def env_final(pos, layout):
+      body = lambda p, _: (two_rooms.step(two_rooms.EnvState(p, layout), act_2, cfg_env).pos, None)
+      return jax.lax.scan(body, pos, None, length=steps)[0]
+
+    true_x = np.asarray(jax.jit(jax.vmap(env_final))(pos_N2, layout_N2))[:, 0]
+    obs_N1HWC = jax.vmap(two_rooms.render_pos, (0, 0, None))(pos_N2, layout_N2, cfg_env)[:, None]
+    z0 = encode_clips(wm, params, np.asarray(obs_N1HWC))[:, 0]
+    act_NHA = np.tile(np.asarray(act_2), (num, steps // stride, stride))
+    zhat = rollout_latents(wm, params, z0, act_NHA)
+    pred_x = np.asarray(probe(zhat[:, -1]))[:, 0]
+    wl, wr, _, _ = (np.asarray(b) for b in two_rooms.wall_bounds(np.asarray(layout_N2), cfg_env))
+    near, far = (wl, wr) if room == 0 else (wr, wl)
+    out[name] = {"tunnel_frac": float(np.mean(sign * (pred_x - far) > 0)),
+                 "final_x_err_px": float(np.mean(np.abs(pred_x - true_x))),
+                 "pred_final_x_rel_face_px": float(np.mean(sign * (pred_x - near))),
+                 "true_final_x_rel_face_px": float(np.mean(sign * (true_x - near)))}
+  return out
+
+
+def wall_push_summary(name: str, r: dict) -> str:
+  parts = [f"{d.replace('_', ' ')}: tunnelled {r[d]['tunnel_frac']:.0%}, final x error "
+           f"{r[d]['final_x_err_px']:.2f} px (predicted {r[d]['pred_final_x_rel_face_px']:+.2f} px "
+           f"into the wall, true {r[d]['true_final_x_rel_face_px']:+.2f})"
+           for d in ("left_to_right", "right_to_left")]
+  return f"{name}: push into the wall {r['steps']} x {r['step_px']} px | " + " | ".join(parts)
 
 
 def summary(name: str, r: dict) -> str:

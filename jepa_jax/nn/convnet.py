@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jepa_jax.losses import layer_norm_no_affine
 from jepa_jax.nn.vit import make_encoder, to_unit_range
 
 
@@ -99,12 +100,45 @@ class ViTFrameEncoder(nn.Module):
     return nn.Dense(self.out_dim, dtype=self.dtype, name="head")(h)
 
 
+class VJEPAFrameEncoder(nn.Module):
+  """A V-JEPA video encoder (nn/vit.py, tubelets tubelet x p x p) on single frames, as V-JEPA
+  2-AC encodes them: the frame is repeated into one tubelet, and the tokens are layer-normed
+  without affine like the pretraining targets. `pool` > 1 averages pool x pool token blocks,
+  which cuts the action-conditioned predictor's sequence length by pool^2 on small machines.
+  Parameters live under 'vit' with the pretraining encoder's layout (loaded, then frozen)."""
+  size: str = "micro"
+  patch_size: int = 8
+  tubelet: int = 2
+  pool: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BHWC):
+    b, h, w, _ = x_BHWC.shape
+    p = self.patch_size
+    clip = jnp.repeat(x_BHWC[:, None], self.tubelet, axis=1)
+    z_BND = make_encoder(self.size, (self.tubelet, p, p), dtype=self.dtype, name="vit")(clip)
+    z_BND = layer_norm_no_affine(z_BND.astype(jnp.float32))
+    if self.pool > 1:
+      gh, gw, d = h // p, w // p, z_BND.shape[-1]
+      if gh % self.pool or gw % self.pool:
+        raise ValueError(f"model.encoder.pool={self.pool} must divide the {gh}x{gw} token grid")
+      k = self.pool
+      z = z_BND.reshape(b, gh // k, k, gw // k, k, d).mean(axis=(2, 4))
+      z_BND = z.reshape(b, -1, d)
+    return z_BND
+
+
 def make_frame_encoder(cfg) -> nn.Module:
-  """From config.model.encoder (kind: simple | impala | vit)."""
+  """From config.model.encoder (kind: simple | impala | vit | vjepa)."""
   if cfg.kind == "vit":
     return ViTFrameEncoder(size=cfg.vit_size, patch_size=cfg.patch_size, out_dim=cfg.out_dim)
+  if cfg.kind == "vjepa":
+    return VJEPAFrameEncoder(size=cfg.vit_size, patch_size=cfg.patch_size,
+                             tubelet=cfg.get("tubelet", 2), pool=cfg.get("pool", 1))
   if cfg.kind not in ("simple", "impala"):
-    raise ValueError(f"model.encoder.kind={cfg.kind!r}: choose 'simple', 'impala' or 'vit'")
+    raise ValueError(f"model.encoder.kind={cfg.kind!r}: choose 'simple', 'impala', 'vit' or "
+                     "'vjepa'")
   return ConvEncoder(channels=tuple(cfg.channels), out_dim=cfg.out_dim, kind=cfg.kind,
                      space_to_depth=cfg.space_to_depth, blocks_per_stage=cfg.blocks_per_stage,
                      vector=cfg.vector, coords=cfg.get("coords", False))

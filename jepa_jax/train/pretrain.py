@@ -22,6 +22,9 @@ from jepa_jax.nn.vit import ViTEncoder, make_encoder, token_grid, vit_size
 from jepa_jax.state import JEPATrainState, current_hparams, ema_momentum, ema_update, make_optimizer
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# 'physics': balls under gravity (data/physics.py); 'two_rooms': the world model's Two Rooms walks
+# as action-free videos (data/two_rooms_videos.py), stage 1 of the two-stage world model.
+DATA_SOURCES = ("physics", "two_rooms")
 
 
 def _dtype(name: str):
@@ -37,15 +40,47 @@ def physics_config(cfg: ml_collections.ConfigDict) -> PhysicsConfig:
 
 def input_shape(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
   """Per-example input shape without channels: (T, H, W) for video, (H, W) for images."""
+  if data_source(cfg) == "two_rooms":
+    t, s = cfg.data.physics.num_frames, cfg.data.two_rooms.size
+    return (t, s, s) if cfg.data.modality == "video" else (s, s)
   p = physics_config(cfg)
   return (p.num_frames, p.size, p.size) if cfg.data.modality == "video" else (p.size, p.size)
 
 
+def input_channels(cfg: ml_collections.ConfigDict) -> int:
+  """RGB physics videos; Two Rooms frames have an agent and a wall channel."""
+  return 2 if data_source(cfg) == "two_rooms" else 3
+
+
+def data_source(cfg: ml_collections.ConfigDict) -> str:
+  source = cfg.data.get("source", "physics")
+  if source not in DATA_SOURCES:
+    raise ValueError(f"config.data.source={source!r}: choose one of {DATA_SOURCES}")
+  return source
+
+
+def two_rooms_walks_config(cfg: ml_collections.ConfigDict):
+  """config.data.two_rooms -> WalksConfig (the world model's walks, here without actions)."""
+  from jepa_jax.data.two_rooms_walks import WalksConfig
+  from jepa_jax.envs.two_rooms import TwoRoomsConfig
+  t = cfg.data.two_rooms
+  env = TwoRoomsConfig(size=t.size, fixed_layout=not t.random_layout)
+  kw = {k: v for k, v in t.items() if k not in ("size", "random_layout")}
+  return WalksConfig(env=env, **kw)
+
+
 def make_source(cfg, split: str, num: int | None = None):
+  num = num or cfg.data.num_videos
+  if data_source(cfg) == "two_rooms":
+    if cfg.data.modality != "video":
+      raise ValueError("config.data.source='two_rooms' needs config.data.modality='video'")
+    from jepa_jax.data.two_rooms_videos import TwoRoomsVideoSource
+    return TwoRoomsVideoSource(two_rooms_walks_config(cfg), cfg.data.physics.num_frames, num,
+                               seed=cfg.seed, split=split)
   cls = {"video": PhysicsVideoSource, "image": PhysicsImageSource}.get(cfg.data.modality)
   if cls is None:
     raise ValueError(f"data.modality must be 'video' or 'image', got {cfg.data.modality!r}")
-  return cls(physics_config(cfg), num or cfg.data.num_videos, seed=cfg.seed, split=split)
+  return cls(physics_config(cfg), num, seed=cfg.seed, split=split)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +112,7 @@ def make_maskers(cfg: ml_collections.ConfigDict, grid_shape) -> list[MultiBlockM
 
 
 def dummy_batch(cfg, maskers, batch_size: int) -> dict:
-  frames = np.zeros((batch_size, *input_shape(cfg), 3), np.uint8)
+  frames = np.zeros((batch_size, *input_shape(cfg), input_channels(cfg)), np.uint8)
   masks = [{"ctx": np.zeros((batch_size, m.n_ctx), np.int32),
             "tgt": np.zeros((batch_size, m.n_tgt), np.int32)} for m in maskers]
   return {"frames": frames, "masks": masks}

@@ -5,8 +5,9 @@ Recipes (config.recipe):
              + VICReg variance/covariance + temporal smoothness + inverse dynamics.
   sigreg     the same with SIGReg (LeJEPA) in place of variance/covariance.
   two_stage  V-JEPA 2-AC: a frozen encoder taken from another run's checkpoint
-             (config.two_stage.encoder_workdir), only the action-conditioned predictor trains,
-             with a teacher-forcing loss plus a rollout loss.
+             (config.two_stage.encoder_workdir): a V-JEPA pretrained on Two Rooms videos by
+             experiments.pretrain (encoder.kind='vjepa'), or another world model's encoder. Only
+             the action-conditioned predictor trains, with teacher-forcing + rollout losses.
 
     obs (B,T,H,W,C) -enc-> z (B,T,N,D) ; z0 + actions -predictor rollout-> ẑ (B,H,N,D)
     loss = pred(ẑ, z[:,1:]) + tf(pred(z[:,:-1], a), z[:,1:]) + anti-collapse(z) + smooth(z) + idm
@@ -52,7 +53,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
                      "(0 = all predictable steps of the clip)")
   if cfg.recipe == "two_stage" and not cfg.two_stage.encoder_workdir:
     raise ValueError("config.recipe='two_stage' needs config.two_stage.encoder_workdir: the workdir "
-                     "of a trained pldm/sigreg run whose encoder is frozen here")
+                     "of an experiments.pretrain run (model.encoder.kind='vjepa') or of a trained "
+                     "pldm/sigreg run whose encoder is frozen here")
   if cfg.data.source not in ("procedural", "offline"):
     raise ValueError(f"config.data.source={cfg.data.source!r}: choose 'procedural' or 'offline'")
   if cfg.data.source == "offline" and not cfg.data.path:
@@ -67,7 +69,9 @@ def walks_config(cfg, random_layout: bool | None = None) -> walks.WalksConfig:
   fixed = not (d.random_layout if random_layout is None else random_layout)
   env = two_rooms.TwoRoomsConfig(size=d.size, fixed_layout=fixed)
   return walks.WalksConfig(env=env, heading_kappa=d.heading_kappa,
-                           cross_wall_rate=d.cross_wall_rate, obs_dtype="uint8")
+                           cross_wall_rate=d.cross_wall_rate,
+                           wall_push_rate=d.get("wall_push_rate", 0.0),  # older saved configs
+                           obs_dtype="uint8")
 
 
 # ----------------------------------------------------------------------------- models
@@ -260,15 +264,35 @@ def train_walks(cfg, num: int, length: int) -> dict:
 # ----------------------------------------------------------------------------- task
 
 def load_frozen_encoder(cfg):
-  """Encoder params of the run in config.two_stage.encoder_workdir (its latest checkpoint)."""
+  """Encoder params of the run in config.two_stage.encoder_workdir (its latest checkpoint): an
+  experiments.pretrain run (V-JEPA, encoder.kind='vjepa'; its EMA target encoder, as V-JEPA 2-AC
+  uses) or another world-model run (its encoder, any other kind)."""
+  if cfg.model.encoder.kind == "vjepa":
+    return _load_vjepa_encoder(cfg)
   from jepa_jax.world_model import load_world_model
-  wm, params, src_cfg = load_world_model(cfg.two_stage.encoder_workdir, with_config=True)
+  wm, params = load_world_model(cfg.two_stage.encoder_workdir)
   mine = make_frame_encoder(cfg.model.encoder)
   if wm.encoder != mine:
     raise ValueError("config.model.encoder must build the encoder of two_stage.encoder_workdir: "
                      f"{wm.encoder} != {mine}")
-  del src_cfg
   return jax.tree.map(jnp.asarray, params["encoder"])
+
+
+def _load_vjepa_encoder(cfg):
+  from jepa_jax.eval.pretrained import load_pretrained
+  from jepa_jax.train import pretrain
+  src, _, params, _ = load_pretrained(cfg.two_stage.encoder_workdir)
+  e, m = cfg.model.encoder, src.model
+  want = dict(size=e.vit_size, patch_size=(e.get("tubelet", 2), e.patch_size, e.patch_size),
+              channels=2, scan=False)
+  have = dict(size=m.size, patch_size=tuple(m.patch_size), channels=pretrain.input_channels(src),
+              scan=m.scan)
+  if want != have:
+    raise ValueError(f"two_stage.encoder_workdir={cfg.two_stage.encoder_workdir!r} holds a V-JEPA "
+                     f"with {have}, but config.model.encoder (vit_size, tubelet, patch_size) asks "
+                     f"for {want}: pretrain with experiments/configs/pretrain.py:cpu_two_rooms or "
+                     "set model.encoder to match")
+  return {"vit": jax.tree.map(jnp.asarray, params["target_encoder"])}
 
 
 def make_task(cfg, process_index: int = 0, process_count: int = 1):
