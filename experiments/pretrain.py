@@ -48,11 +48,11 @@ def main(argv):
   encoders = {"pretrained": target,
               "random_init": physics_probe.random_encoder_params(models.encoder, cfg, example)}
   results = physics_probe.probe_encoders(cfg, models.encoder, encoders, jepa.make_source)
-  print("\nProbe on frozen features, held-out videos (attentive probe):")
-  print(physics_probe.summary_table(results))
+  print("\nProbes on frozen features, held-out videos:")
+  print(physics_probe.summary_tables(results))
   with open(f"{workdir}/probe.json", "w") as f:
     json.dump(physics_probe.results_dict(results), f, indent=1)
-  plots = [plot_probe(results, f"{workdir}/probe.png")]
+  plots = [plot_probe(r, f"{workdir}/probe_{kind}.png") for kind, r in results.items()]
   plots += [p for p in [f"{workdir}/curves.png"] if os.path.exists(p)]
   print("plots:", ", ".join(plots))
 

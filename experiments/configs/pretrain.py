@@ -60,9 +60,11 @@ def base() -> ml_collections.ConfigDict:
   c.checkpoint = ml_collections.ConfigDict(dict(every=500, keep=3, async_save=True))
   c.distributed = ml_collections.ConfigDict(dict(
       enabled=False, coordinator_address="", num_processes=1, process_id=0, cpu_collectives=True))
+  # kinds: 'linear' (ridge on the token map, CV strength) and/or 'attentive' (V-JEPA's probe;
+  # steps/batch_size/lr/num_heads are its training settings). See jepa_jax/eval/probe.py.
   c.probe = ml_collections.ConfigDict(dict(
-      enabled=True, num_train=2000, num_test=500, steps=1500, batch_size=128, lr=1e-3,
-      frame=7, num_heads=8))
+      enabled=True, kinds="linear,attentive", num_train=2000, num_test=500, steps=1500,
+      batch_size=128, lr=1e-3, frame=7, num_heads=8))
   return c
 
 
