@@ -17,6 +17,16 @@ def latent_prediction_loss(pred, target, kind: str = "l1", beta: float = 1.0):
   raise ValueError(f"unknown loss kind {kind!r}; choose 'l1', 'smooth_l1' or 'l2' (config loss.kind)")
 
 
+def standardize_per_position(h_BND, eps: float = 1e-6):
+  """Standardise each (token position, feature) over the batch. What every video shares at a
+  position — the position code a ViT carries from its embeddings — is removed, so a predictor
+  can no longer lower its loss by reproducing positions; only content is left to predict."""
+  h = h_BND.astype(jnp.float32)
+  mean = h.mean(0, keepdims=True)
+  var = h.var(0, keepdims=True)
+  return (h - mean) * jax.lax.rsqrt(var + eps)
+
+
 def layer_norm_no_affine(x, eps: float = 1e-6):
   """Targets are layer-normed without learned scale/shift (F.layer_norm in I-JEPA/V-JEPA)."""
   x = x.astype(jnp.float32)

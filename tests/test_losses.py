@@ -229,3 +229,18 @@ def test_current_hparams_found_inside_clip_chain():
   tx = state.make_optimizer(_optim_cfg(grad_clip=1.0), 100)
   hp = state.current_hparams(tx.init(PARAMS))
   assert float(hp["lr"]) == pytest.approx(1e-4) and float(hp["wd"]) == pytest.approx(0.04)
+
+
+def test_standardize_per_position_removes_what_videos_share():
+  rng = np.random.default_rng(0)
+  h = rng.normal(size=(16, 5, 4)).astype(np.float32)
+  out = np.asarray(losses.standardize_per_position(h))
+  np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(out.std(0), 1.0, atol=1e-3)
+  # A position code (the same offset and scale for every video at a position) changes nothing.
+  code = rng.normal(size=(1, 5, 4)).astype(np.float32) * 10
+  shifted = np.asarray(losses.standardize_per_position(h * 3.0 + code))
+  np.testing.assert_allclose(shifted, out, atol=1e-4)
+  # Hand-computed: two videos, one position, one feature -> -1, +1.
+  np.testing.assert_allclose(losses.standardize_per_position(np.array([[[1.0]], [[3.0]]])),
+                             [[[-1.0]], [[1.0]]], atol=1e-5)

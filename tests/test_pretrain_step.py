@@ -217,3 +217,25 @@ def test_sharded_matches_unsharded_after_two_steps(run_1dev, run_8dev):
       np.testing.assert_allclose(_drop_key_bias(path, np.asarray(y)),
                                  _drop_key_bias(path, np.asarray(x)), rtol=1e-4, atol=1e-5,
                                  err_msg=f"{name}{jax.tree_util.keystr(path)}")
+
+
+# --- position-standardised targets -----------------------------------------------------------------
+
+def test_position_batch_targets_use_global_batch_statistics(num_devices):
+  """loss.target_norm='position_batch' standardises over the *global* batch: the first step's
+  loss on an 8-way data mesh equals the 1-device loss; an unknown norm is named."""
+  cfg = debug_config("debug")
+  cfg.loss.target_norm = "position_batch"
+  task, models = jepa.make_task(cfg)
+  batch = fixed_batch(cfg, jepa.make_maskers(cfg, models.grid_shape), cfg.batch_size)
+  got = []
+  for mesh in (shd.make_mesh(1, 1, devices=jax.devices()[:1]), shd.make_mesh(num_devices, 1)):
+    _, shardings = loop.state_shardings(task, cfg, mesh)
+    state = jax.jit(task.init, out_shardings=shardings)(jax.random.key(cfg.seed))
+    step_fn = loop.compile_step(task, shardings, mesh)
+    _, m = step_fn(state, shd.to_global_batch(batch, mesh))
+    got.append(float(m["loss"]))
+  assert np.isfinite(got[0]) and got[0] == pytest.approx(got[1], rel=1e-5)
+  cfg.loss.target_norm = "batch"
+  with pytest.raises(ValueError, match="config.loss.target_norm='batch'"):
+    jepa.make_train_step(models, cfg, 1)

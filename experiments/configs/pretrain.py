@@ -4,6 +4,9 @@ Presets:
   debug       seconds; tiny model and data, for tests and smoke runs.
   cpu_default the README main job: a V-JEPA on procedural physics videos, <= 20 min on 2 CPU cores.
   cpu_future  cpu_default with a past -> future mask view and per-position VICReg.
+  cpu_small_tube / cpu_small_future / cpu_small_content
+              32x32 8-frame videos, 2x4x4 tubelets (small_physics); V-JEPA tube masks / past ->
+              future view + per-position VICReg / tube masks with position-standardised targets.
   cpu_two_rooms V-JEPA on Two Rooms walk videos: the frozen encoder of the two-stage world model.
   image_debug I-JEPA (2-D masks, smooth-L1) on single frames, tiny.
   vitl_vjepa  ViT-L/16 V-JEPA (published recipe sizes) for a GPU/TPU mesh; bf16, scan, remat, fsdp.
@@ -48,7 +51,10 @@ def base() -> ml_collections.ConfigDict:
       predictor=dict(width=64, depth=2, num_heads=4)))
   c.masks = [ml_collections.ConfigDict(m) for m in VJEPA_MASKS]
   # var/cov_weight: VICReg terms per token position on the context encoder of future views.
-  c.loss = ml_collections.ConfigDict(dict(kind="l1", var_weight=0.0, cov_weight=0.0))
+  # target_norm: 'layer' (V-JEPA) or 'position_batch' (per position over the batch: removes the
+  # position code from the targets; an experiment, see BUILD_NOTES session 3).
+  c.loss = ml_collections.ConfigDict(dict(kind="l1", var_weight=0.0, cov_weight=0.0,
+                                          target_norm="layer"))
 
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-3, warmup_init_lr=1e-4, final_lr=1e-6, warmup_steps=50,
@@ -89,6 +95,9 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
     c.loss.update(var_weight=1.0, cov_weight=0.04)
   elif preset == "cpu_small_tube":
     small_physics(c)
+  elif preset == "cpu_small_content":
+    small_physics(c)
+    c.loss.target_norm = "position_batch"
   elif preset == "cpu_small_future":
     small_physics(c)
     c.masks = [ml_collections.ConfigDict(m) for m in FUTURE_MASKS]
@@ -143,6 +152,6 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
     c.checkpoint.every = 1000
     c.probe.update(num_train=20_000, num_test=5000, steps=5000)
   else:
-    raise ValueError(f"unknown preset {preset!r}: debug, cpu_default, cpu_future, cpu_two_rooms, "
-                     "image_debug, vitl_vjepa")
+    raise ValueError(f"unknown preset {preset!r}: debug, cpu_default, cpu_future, cpu_small_tube, "
+                     "cpu_small_content, cpu_small_future, cpu_two_rooms, image_debug, vitl_vjepa")
   return c

@@ -120,7 +120,7 @@ def fit_probe(feat_train, targets_train: dict, feat_test, targets_test: dict, *,
 
 
 def _flat(feat) -> np.ndarray:
-  return np.asarray(feat, np.float64).reshape(len(feat), -1)
+  return np.asarray(feat, np.float32).reshape(len(feat), -1)
 
 
 def ridge_cv_lambda(k_train, z_train, rel_lambdas, folds: int, seed: int) -> float:
@@ -152,11 +152,11 @@ def fit_linear_probe(feat_train, targets_train: dict, feat_test, targets_test: d
   x_tr, x_te = _flat(feat_train), _flat(feat_test)
   mu_x = x_tr.mean(0)
   x_tr, x_te = x_tr - mu_x, x_te - mu_x
-  k_tr = x_tr @ x_tr.T  # dual form: N x N, cheap for N ~ 1e3 and 1e4+ features
+  k_tr = (x_tr @ x_tr.T).astype(np.float64)  # dual form: N x N, cheap for N ~ 1e3, 1e4+ features
   z_tr = (y_tr - mu_y) / sd_y
   lam = ridge_cv_lambda(k_tr, z_tr, rel_lambdas, folds, seed)
   alpha = np.linalg.solve(k_tr + lam * np.eye(len(k_tr)), z_tr)
-  pred = (x_te @ x_tr.T) @ alpha * sd_y + mu_y
+  pred = (x_te @ x_tr.T).astype(np.float64) @ alpha * sd_y + mu_y
   return _grouped_result(groups, targets_train, y_te, pred.astype(np.float32))
 
 

@@ -14,7 +14,6 @@ Recipes (config.recipe):
 """
 
 import dataclasses
-from typing import Any
 
 import flax.linen as nn
 import grain
