@@ -90,6 +90,13 @@ def main(argv):
   # --- Models ------------------------------------------------------------------------------------
   pre_dir = pretrain_if_needed(cfg, workdir)
   pcfg, models, params, step = pretrained.load_pretrained(pre_dir)
+  if jepa.data_source(pcfg) != "physics":
+    raise ValueError(f"--pretrained={pre_dir} was trained on config.data.source="
+                     f"{pcfg.data.source!r}; the benchmark needs a V-JEPA of physics videos")
+  if pcfg.loss.get("target_norm", "layer") != "layer":
+    raise ValueError(f"--pretrained={pre_dir} was trained with config.loss.target_norm="
+                     f"{pcfg.loss.target_norm!r}; surprise compares layer-normed targets (the "
+                     "V-JEPA default), so use a model pretrained with target_norm='layer'")
   physics = jepa.physics_config(pcfg)
   window, size = physics.num_frames, physics.size
   tubelet = int(pcfg.model.patch_size[0])
