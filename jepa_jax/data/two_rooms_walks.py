@@ -105,6 +105,16 @@ class WalksConfig:
                 f"(got {self.cross_wall_rate!r} + {self.wall_push_rate!r}).")
         need(self.obs_dtype in _OBS_DTYPES, "obs_dtype", f"must be one of {_OBS_DTYPES}")
 
+    @classmethod
+    def from_settings(cls, d, random_layout: bool | None = None) -> "WalksConfig":
+        """From an experiment config section (world_model ``data``, pretrain ``data.two_rooms``)
+        with size, random_layout, heading_kappa, cross_wall_rate and wall_push_rate (absent in
+        configs saved before it existed: 0); ``random_layout`` overrides the section's."""
+        fixed = not (d.random_layout if random_layout is None else random_layout)
+        env = two_rooms.TwoRoomsConfig(size=d.size, fixed_layout=fixed)
+        return cls(env=env, heading_kappa=d.heading_kappa, cross_wall_rate=d.cross_wall_rate,
+                   wall_push_rate=d.get("wall_push_rate", 0.0), obs_dtype="uint8")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

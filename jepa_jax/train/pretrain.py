@@ -62,11 +62,7 @@ def data_source(cfg: ml_collections.ConfigDict) -> str:
 def two_rooms_walks_config(cfg: ml_collections.ConfigDict):
   """config.data.two_rooms -> WalksConfig (the world model's walks, here without actions)."""
   from jepa_jax.data.two_rooms_walks import WalksConfig
-  from jepa_jax.envs.two_rooms import TwoRoomsConfig
-  t = cfg.data.two_rooms
-  env = TwoRoomsConfig(size=t.size, fixed_layout=not t.random_layout)
-  kw = {k: v for k, v in t.items() if k not in ("size", "random_layout")}
-  return WalksConfig(env=env, **kw)
+  return WalksConfig.from_settings(cfg.data.two_rooms)
 
 
 def make_source(cfg, split: str, num: int | None = None):

@@ -24,7 +24,6 @@ import numpy as np
 
 from jepa_jax import losses
 from jepa_jax.data import two_rooms_walks as walks
-from jepa_jax.envs import two_rooms
 from jepa_jax.nn import dynamics
 from jepa_jax.nn.convnet import encode_frames, make_frame_encoder
 from jepa_jax.nn.heads import InverseDynamics, flatten_tokens
@@ -64,13 +63,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
 
 
 def walks_config(cfg, random_layout: bool | None = None) -> walks.WalksConfig:
-  d = cfg.data
-  fixed = not (d.random_layout if random_layout is None else random_layout)
-  env = two_rooms.TwoRoomsConfig(size=d.size, fixed_layout=fixed)
-  return walks.WalksConfig(env=env, heading_kappa=d.heading_kappa,
-                           cross_wall_rate=d.cross_wall_rate,
-                           wall_push_rate=d.get("wall_push_rate", 0.0),  # older saved configs
-                           obs_dtype="uint8")
+  return walks.WalksConfig.from_settings(cfg.data, random_layout)
 
 
 # ----------------------------------------------------------------------------- models
