@@ -47,7 +47,8 @@ def main(argv):
   example = jepa.dummy_batch(cfg, [], 1)["frames"]
   encoders = {"pretrained": target,
               "random_init": physics_probe.random_encoder_params(models.encoder, cfg, example)}
-  results = physics_probe.probe_encoders(cfg, models.encoder, encoders, jepa.make_source)
+  results = physics_probe.probe_encoders(cfg, models.encoder, encoders, jepa.make_source,
+                                          models.grid_shape)
   print("\nProbes on frozen features, held-out videos:")
   print(physics_probe.summary_tables(results))
   with open(f"{workdir}/probe.json", "w") as f:

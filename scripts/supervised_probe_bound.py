@@ -43,14 +43,20 @@ def main(argv):
 
   y_te = targets(test)
   mu, sd = y_te.mean(0), y_te.std(0) + 1e-6
-  probe = AttentiveProbe(out_dim=y_te.shape[1], num_heads=cfg.probe.num_heads)
+  probe = AttentiveProbe(out_dim=y_te.shape[1], num_heads=cfg.probe.num_heads,
+                         hidden=cfg.probe.get("hidden", 128), grid=tuple(models.grid_shape))
   k_enc, k_probe = jax.random.split(jax.random.key(cfg.seed))
   enc = models.encoder.init(k_enc, test["frames"][:1])
-  params = {"encoder": enc,
-            "probe": probe.init(k_probe, models.encoder.apply(enc, test["frames"][:1]))}
+
+  def tokens(enc_params, x):
+    # The encoder trains here, so fixed standardisation statistics do not exist: LayerNorm.
+    z = models.encoder.apply(enc_params, x)
+    return (z - z.mean(-1, keepdims=True)) * jax.lax.rsqrt(z.var(-1, keepdims=True) + 1e-6)
+
+  params = {"encoder": enc, "probe": probe.init(k_probe, tokens(enc, test["frames"][:1]))}
 
   def forward(p, x):
-    return probe.apply(p["probe"], models.encoder.apply(p["encoder"], x))
+    return probe.apply(p["probe"], tokens(p["encoder"], x))
 
   tx = optax.adamw(optax.warmup_cosine_decay_schedule(LR.value / 10, LR.value,
                                                       min(30, STEPS.value // 2), STEPS.value),

@@ -8,10 +8,12 @@ from jepa_jax.eval import physics_probe
 from jepa_jax.eval.probe import fit_linear_probe, fit_probe, ridge_cv_lambda
 
 
-def _planted(n, rng, tokens=16, width=8):
-  """Token maps where one token (the object's cell) carries a marker: position = its cell."""
+def _planted(n, rng, tokens=16, width=8, background=0.0):
+  """Token maps where one token (the object's cell) carries a marker: position = its cell.
+  `background`: a fixed per-token code on every map (like a ViT's position embedding)."""
   cell = rng.integers(0, tokens, n)
   feat = rng.normal(0, 0.1, (n, tokens, width)).astype(np.float32)
+  feat += background * np.random.default_rng(99).normal(size=(tokens, width)).astype(np.float32)
   feat[np.arange(n), cell, 0] += 3.0
   side = int(np.sqrt(tokens))
   pos = np.stack([cell % side, cell // side], 1).astype(np.float32) * 8 + 4
@@ -68,6 +70,41 @@ def test_attentive_probe_runs_and_is_deterministic():
   a = fit_probe(f_tr, y_tr, f_te, y_te, **kw)
   b = fit_probe(f_tr, y_tr, f_te, y_te, **kw)
   np.testing.assert_array_equal(a.predictions["position"][1], b.predictions["position"][1])
+
+
+def test_attentive_probe_finds_one_object_token_among_many():
+  """The failure the earlier probe had: one object token among 64 under a strong constant
+  per-token code. Standardisation + per-token scores + token coordinates must read it."""
+  rng = np.random.default_rng(4)
+  f_tr, y_tr = _planted(1500, rng, tokens=64, background=5.0)
+  f_te, y_te = _planted(200, rng, tokens=64, background=5.0)
+  r = fit_probe(f_tr, y_tr, f_te, y_te, steps=300, batch_size=64, lr=1e-2, num_heads=4,
+                hidden=32, grid=(8, 8))
+  assert r.r2["position"] > 0.9, r.r2
+  # Without the object marker the probe has nothing to read.
+  f_none = f_te.copy()
+  f_none[..., 0] = f_tr[..., 0].mean(0)
+  r0 = fit_probe(f_tr, y_tr, f_none, y_te, steps=300, batch_size=64, lr=1e-2, num_heads=4,
+                 hidden=32, grid=(8, 8))
+  assert r0.r2["position"] < 0.3, r0.r2
+
+
+def test_token_coordinates_and_standardisation():
+  from jepa_jax.eval.probe import standardize_tokens, token_coordinates
+  c = token_coordinates((2, 3))
+  np.testing.assert_allclose(c[:3], [[-1, -1], [-1, 0], [-1, 1]])
+  np.testing.assert_allclose(c[3:], [[1, -1], [1, 0], [1, 1]])
+  rng = np.random.default_rng(5)
+  a = rng.normal(3.0, 2.0, (50, 4, 3)).astype(np.float32)
+  b = rng.normal(size=(7, 4, 3)).astype(np.float32)
+  sa, sb = standardize_tokens(a, b)
+  np.testing.assert_allclose(sa.mean(0), 0, atol=1e-5)  # centred per position
+  np.testing.assert_allclose(sa.reshape(-1, 3).std(0), 1, atol=1e-4)  # unit scale per channel
+  np.testing.assert_allclose(sb, (b - a.mean(0)) / (sb * 0 + (a - a.mean(0)).reshape(-1, 3).std(0)),
+                             rtol=1e-4, atol=1e-4)
+  with pytest.raises(ValueError, match="probe grid"):
+    fit_probe(a, {"y": np.zeros((50, 1))}, b, {"y": np.zeros((7, 1))}, steps=1, batch_size=8,
+              lr=1e-3, num_heads=1, grid=(3, 3))
 
 
 def test_probe_kinds_config_errors_name_the_key():

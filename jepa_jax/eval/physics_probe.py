@@ -19,8 +19,9 @@ def probe_kinds(cfg) -> list[str]:
   return kinds
 
 
-def probe_encoders(cfg, encoder, encoders: dict, make_source) -> dict:
-  """encoders: name -> encoder params ({'params': ...}). Returns kind -> name -> ProbeResult."""
+def probe_encoders(cfg, encoder, encoders: dict, make_source, grid_shape=None) -> dict:
+  """encoders: name -> encoder params ({'params': ...}); grid_shape: the encoder's token grid
+  (its coordinates join the attentive probe's pooled values). Returns kind -> name -> ProbeResult."""
   p = cfg.probe
   kinds = probe_kinds(cfg)
   train = materialize(make_source(cfg, "probe_train", p.num_train), p.num_train)
@@ -35,12 +36,16 @@ def probe_encoders(cfg, encoder, encoders: dict, make_source) -> dict:
     f_tr = extract_features(encoder.apply, params, train["frames"])
     f_te = extract_features(encoder.apply, params, test["frames"])
     if "linear" in results:
-      results["linear"][name] = fit_linear_probe(f_tr, targets["train"], f_te, targets["test"],
-                                                 seed=cfg.seed)
+      n = min(len(f_tr), p.get("linear_max_train", len(f_tr)))
+      results["linear"][name] = fit_linear_probe(
+          f_tr[:n], {g: y[:n] for g, y in targets["train"].items()}, f_te, targets["test"],
+          seed=cfg.seed)
     if "attentive" in results:
       results["attentive"][name] = fit_probe(
           f_tr, targets["train"], f_te, targets["test"], steps=p.steps, batch_size=p.batch_size,
-          lr=p.lr, num_heads=p.num_heads, seed=cfg.seed)
+          lr=p.lr, num_heads=p.num_heads, hidden=p.get("hidden", 128),
+          grid=None if grid_shape is None else tuple(grid_shape), seed=cfg.seed)
+    del f_tr, f_te  # ~1 GB each at the default probe sizes
   return results
 
 

@@ -8,10 +8,15 @@ learned encoder must beat.
   closed form in its dual (kernel) form, the ridge strength chosen by k-fold cross-validation on
   the training split. Deterministic; it reads *where* in the map something is, which is how a
   token map stores a small object's position.
-* attentive: learned queries cross-attending over the tokens, then an MLP head (V-JEPA's
-  evaluation). Trained by SGD. Measured here: on Two Rooms frames it stays at R^2 ~ 0 even on
-  random-init features whose token map the linear probe reads at R^2 0.97 (BUILD_NOTES): softmax
-  pooling starts uniform, and a 1-in-256 object token gives its query almost no gradient.
+* attentive: multi-head attention pooling over the tokens, then an MLP head (V-JEPA's probe
+  family). Trained by SGD on features standardised with training-split statistics (mean per
+  token position, scale per channel: the role of MAE's affine-free BatchNorm before its probe),
+  so the constant background and position code vanish and an object's tokens stand out. Each
+  head scores every token with a small MLP and pools the standardised tokens together with the
+  token's grid coordinates: *which* tokens the encoder marks as "the big ball" says where it is.
+  Measured (BUILD_NOTES, session 4): the earlier form (LayerNorm'd raw tokens, linear key, 2000
+  videos) stayed at R^2 ~ 0 even where ridge read 0.97; this one reads ball position at 0.91 from
+  a random-init ViT-micro with 8000 training videos. It needs that many: with 2000 it overfits.
 """
 
 import dataclasses
@@ -24,27 +29,50 @@ import optax
 
 
 class AttentiveProbe(nn.Module):
-  """Attention pooling with one learned query per head, then an MLP head.
+  """Attention pooling with per-token MLP scores, then an MLP head.
 
-  With a single query, q.(W_k x) = (W_k^T q).x: each head's query-key product is one learned
-  vector, and the value projection can act after pooling. This is the same function class as
-  cross-attention from a learned query (V-JEPA's attentive probe) but costs O(N D H) instead of
-  O(N D^2) per example, which matters for 256-token inputs on a CPU.
+  tokens_BND: standardised token features (standardize_tokens). grid: the token grid (e.g.
+  (T', H', W')), flattened in the same order as the tokens; its coordinates in [-1, 1] join the
+  pooled values. None: no coordinates (position must then be in the features themselves).
   """
   out_dim: int
-  num_heads: int = 4
+  num_heads: int = 8
+  hidden: int = 128
+  grid: tuple | None = None
 
   @nn.compact
   def __call__(self, tokens_BND):
-    d = tokens_BND.shape[-1]
-    x_BND = nn.LayerNorm(use_scale=False, use_bias=False, name="ln_in")(tokens_BND)
-    w_HD = self.param("query_key", nn.initializers.normal(0.02), (self.num_heads, d))
-    logits_BHN = jnp.einsum("bnd,hd->bhn", x_BND, w_HD) / jnp.sqrt(d)
-    pooled_BHD = jnp.einsum("bhn,bnd->bhd", jax.nn.softmax(logits_BHN, axis=-1), x_BND)
-    h = nn.Dense(d, name="value")(pooled_BHD).reshape(tokens_BND.shape[0], -1)
-    h = nn.LayerNorm(name="ln_h")(h)
-    h = nn.gelu(nn.Dense(4 * d, name="fc1")(h))
+    b, n, _ = tokens_BND.shape
+    values_BNV = tokens_BND
+    if self.grid is not None:
+      coords_NG = token_coordinates(self.grid)
+      if len(coords_NG) != n:
+        raise ValueError(f"probe grid {tuple(self.grid)} has {len(coords_NG)} tokens, the "
+                         f"features have {n}")
+      coords_BNG = jnp.broadcast_to(jnp.asarray(coords_NG, tokens_BND.dtype), (b,) + coords_NG.shape)
+      values_BNV = jnp.concatenate([tokens_BND, coords_BNG], -1)
+    # A nonlinear score per token breaks the uniform-softmax saddle a linear key sits in.
+    h_BNF = nn.gelu(nn.Dense(self.hidden, name="score_hidden")(tokens_BND))
+    logits_BNH = nn.Dense(self.num_heads, name="score")(h_BNF)
+    weights_BHN = jax.nn.softmax(jnp.swapaxes(logits_BNH, 1, 2), axis=-1)
+    pooled = jnp.einsum("bhn,bnv->bhv", weights_BHN, values_BNV).reshape(b, -1)
+    h = nn.gelu(nn.Dense(4 * self.hidden, name="fc1")(pooled))
     return nn.Dense(self.out_dim, name="head")(h)
+
+
+def token_coordinates(grid) -> np.ndarray:
+  """(prod(grid), len(grid)) coordinates in [-1, 1], row-major like the encoder's tokens."""
+  axes = [np.linspace(-1.0, 1.0, g) if g > 1 else np.zeros(1) for g in grid]
+  return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(grid)).astype(np.float32)
+
+
+def standardize_tokens(feat_train, *others):
+  """Centre per token position and scale per channel with the training split's statistics.
+  Returns the standardised training features followed by each of `others`."""
+  x = np.asarray(feat_train, np.float32)
+  mu_ND = x.mean(0)
+  sd_D = (x - mu_ND).reshape(-1, x.shape[-1]).std(0) + 1e-6
+  return tuple((np.asarray(f, np.float32) - mu_ND) / sd_D for f in (x,) + others)
 
 
 def extract_features(apply_fn, params, frames, batch_size: int = 64) -> np.ndarray:
@@ -89,17 +117,21 @@ class ProbeResult:
 
 
 def fit_probe(feat_train, targets_train: dict, feat_test, targets_test: dict, *, steps: int,
-              batch_size: int, lr: float, num_heads: int, seed: int = 0) -> ProbeResult:
+              batch_size: int, lr: float, num_heads: int, hidden: int = 128,
+              grid: tuple | None = None, weight_decay: float = 0.05, seed: int = 0) -> ProbeResult:
   """Trains one attentive probe jointly on all target groups (e.g. pos and vel)."""
   groups = list(targets_train)
   y_tr = np.concatenate([targets_train[g] for g in groups], 1)
   y_te = np.concatenate([targets_test[g] for g in groups], 1)
   mu, sd = y_tr.mean(0), y_tr.std(0) + 1e-6
-  probe = AttentiveProbe(out_dim=y_tr.shape[1], num_heads=num_heads)
-  params = probe.init(jax.random.key(seed), jnp.asarray(feat_train[:1]))
-  tx = optax.adamw(optax.cosine_decay_schedule(lr, steps), weight_decay=1e-2)
+  x_tr, x_te = standardize_tokens(feat_train, feat_test)
+  probe = AttentiveProbe(out_dim=y_tr.shape[1], num_heads=num_heads, hidden=hidden, grid=grid)
+  params = probe.init(jax.random.key(seed), jnp.asarray(x_tr[:1]))
+  warmup = min(100, max(steps // 10, 1))
+  tx = optax.adamw(optax.warmup_cosine_decay_schedule(lr / 10, lr, warmup, max(steps, warmup + 1)),
+                   weight_decay=weight_decay)
   opt_state = tx.init(params)
-  x_tr, z_tr = jnp.asarray(feat_train), jnp.asarray((y_tr - mu) / sd, jnp.float32)
+  x_tr, z_tr = jnp.asarray(x_tr), jnp.asarray((y_tr - mu) / sd, jnp.float32)
 
   # Features are arguments, not closure constants: XLA would otherwise bake them into the program.
   @jax.jit
@@ -115,7 +147,7 @@ def fit_probe(feat_train, targets_train: dict, feat_test, targets_test: dict, *,
   for _ in range(steps):
     params, opt_state, _ = step(params, opt_state, x_tr, z_tr,
                                 rng.integers(0, len(feat_train), batch))
-  pred = extract_features(probe.apply, params, feat_test, batch_size=256) * sd + mu
+  pred = extract_features(probe.apply, params, x_te, batch_size=256) * sd + mu
   return _grouped_result(groups, targets_train, y_te, pred)
 
 
