@@ -26,7 +26,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _RANDOM_LAYOUT = flags.DEFINE_bool("random_layout", False, "Sample wall/door per trajectory.")
 _SIZE = flags.DEFINE_integer("size", 64, "Canvas size in px.")
 _CROSS = flags.DEFINE_float("cross_wall_rate", 0.35, "Share of door-steered trajectories.")
-_PUSH = flags.DEFINE_float("wall_push_rate", 0.15, "Share of trajectories pushing into the "
+_PUSH = flags.DEFINE_float("wall_push_rate", 0.35, "Share of trajectories pushing into the "
                            "middle wall away from the door (as experiments/configs/world_model.py).")
 _KAPPA = flags.DEFINE_float("heading_kappa", 4.0, "Von Mises concentration of heading noise.")
 _OBS_DTYPE = flags.DEFINE_enum("obs_dtype", "uint8", ["uint8", "float16"], "Stored obs dtype.")

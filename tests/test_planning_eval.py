@@ -118,3 +118,20 @@ def test_debug_preset_end_to_end(tmp_path):
   assert res['ci95'][0] <= res['success_rate'] <= res['ci95'][1]
   for f in ('traj_cem_random.png', 'episodes_cem_random.gif', 'table.txt'):
     assert (tmp_path / f).stat().st_size > 0
+
+
+def test_cost_fn_adds_the_action_guardrail_by_hand():
+  """cost_fn = sum_t |z_t - g| + final_weight |z_H - g| + action_weight sum |a|^2 (l2 metric)."""
+  import ml_collections
+  from experiments.configs import plan as plan_configs
+  from jepa_jax.eval import planning_eval
+  cfg = plan_configs.get_config('debug')
+  cfg.cost = ml_collections.ConfigDict(dict(metric='l2', reduction='sum', discount=1.0,
+                                            average=False, final_weight=2.0, action_weight=0.5))
+  z_TD = jnp.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])  # z_0 (start) is not scored
+  a_HA = jnp.array([[1.0, 2.0], [0.0, -1.0]])
+  g_D = jnp.zeros(2)
+  got = float(planning_eval.cost_fn(cfg)(z_TD, a_HA, g_D))
+  assert got == pytest.approx((5.0 + 10.0) + 2.0 * 10.0 + 0.5 * (1 + 4 + 1))
+  cfg.cost.action_weight = 0.0
+  assert float(planning_eval.cost_fn(cfg)(z_TD, a_HA, g_D)) == pytest.approx(35.0)

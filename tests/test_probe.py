@@ -100,7 +100,7 @@ def test_token_coordinates_and_standardisation():
   sa, sb = standardize_tokens(a, b)
   np.testing.assert_allclose(sa.mean(0), 0, atol=1e-5)  # centred per position
   np.testing.assert_allclose(sa.reshape(-1, 3).std(0), 1, atol=1e-4)  # unit scale per channel
-  np.testing.assert_allclose(sb, (b - a.mean(0)) / (sb * 0 + (a - a.mean(0)).reshape(-1, 3).std(0)),
+  np.testing.assert_allclose(sb, (b - a.mean(0)) / (a - a.mean(0)).reshape(-1, 3).std(0),
                              rtol=1e-4, atol=1e-4)
   with pytest.raises(ValueError, match="probe grid"):
     fit_probe(a, {"y": np.zeros((50, 1))}, b, {"y": np.zeros((7, 1))}, steps=1, batch_size=8,
@@ -114,3 +114,46 @@ def test_probe_kinds_config_errors_name_the_key():
     physics_probe.probe_kinds(cfg)
   cfg.probe.kinds = "attentive"
   assert physics_probe.probe_kinds(cfg) == ["attentive"]
+
+
+def test_probe_encoders_wires_grid_and_linear_cap(monkeypatch):
+  """physics_probe.probe_encoders: the linear probe sees at most probe.linear_max_train videos,
+  the attentive probe gets the encoder's token grid, and both read a planted position."""
+  import ml_collections
+
+  class Source:  # "frames" are already 4x4 token maps; element i is deterministic per split
+    def __init__(self, split):
+      self.offset = {"probe_train": 0, "probe_test": 10_000}[split]
+
+    def __getitem__(self, i):
+      f, y = _planted(1, np.random.default_rng(self.offset + i))
+      pos = y["position"].reshape(1, 2)
+      return {"frames": f[0], "pos": pos, "vel": -pos}
+
+  class Encoder:
+    @staticmethod
+    def apply(params, x):
+      return x * params["scale"]
+
+  seen = {}
+  real_linear, real_attentive = physics_probe.fit_linear_probe, physics_probe.fit_probe
+
+  def linear(f_tr, y_tr, *a, **kw):
+    seen["linear_n"] = (len(f_tr), {g: len(y) for g, y in y_tr.items()})
+    return real_linear(f_tr, y_tr, *a, **kw)
+
+  def attentive(*a, **kw):
+    seen["grid"] = kw["grid"]
+    return real_attentive(*a, **kw)
+
+  monkeypatch.setattr(physics_probe, "fit_linear_probe", linear)
+  monkeypatch.setattr(physics_probe, "fit_probe", attentive)
+  cfg = ml_collections.ConfigDict(dict(seed=0, probe=dict(
+      kinds="linear,attentive", num_train=300, linear_max_train=200, num_test=60, steps=300,
+      batch_size=64, lr=1e-2, num_heads=4, hidden=32, frame=0)))
+  res = physics_probe.probe_encoders(cfg, Encoder, {"enc": {"scale": 1.0}},
+                                     lambda c, split, n: Source(split), grid_shape=(4, 4))
+  assert seen["linear_n"] == (200, {"position": 200, "velocity": 200})
+  assert seen["grid"] == (4, 4)
+  assert res["linear"]["enc"].r2["position"] > 0.9
+  assert res["attentive"]["enc"].r2["position"] > 0.8

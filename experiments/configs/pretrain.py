@@ -2,7 +2,8 @@
 
 Presets:
   debug       seconds; tiny model and data, for tests and smoke runs.
-  cpu_default the README main job: a V-JEPA on procedural physics videos, <= 20 min on 2 CPU cores.
+  cpu_default the README main job: a V-JEPA on procedural physics videos; training 13.5 min on 2
+              CPU cores, 25 min with both probes (BUILD_NOTES session 4).
   cpu_future  cpu_default with a past -> future mask view and per-position VICReg.
   cpu_small_tube / cpu_small_future / cpu_small_content
               32x32 8-frame videos, 2x4x4 tubelets (small_physics); V-JEPA tube masks / past ->
@@ -67,7 +68,7 @@ def base() -> ml_collections.ConfigDict:
   c.distributed = ml_collections.ConfigDict(dict(
       enabled=False, coordinator_address="", num_processes=1, process_id=0, cpu_collectives=True))
   # kinds: 'linear' (ridge on the token map, CV strength) and/or 'attentive' (V-JEPA's probe
-  # family; steps/batch_size/lr/num_heads/hidden are its training settings). The attentive probe
+  # family; steps/batch_size/lr are its training settings, num_heads/hidden its size). The attentive probe
   # needs thousands of videos (with 2000 it overfits: BUILD_NOTES session 4); the linear one
   # solves an N x N system, so it uses at most linear_max_train of them. See eval/probe.py.
   c.probe = ml_collections.ConfigDict(dict(
@@ -152,7 +153,8 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
     c.optim.update(warmup_steps=12_000, grad_clip=10.0)
     c.mesh.update(data=-1, fsdp=8)
     c.checkpoint.every = 1000
-    # Features are held in host memory: 4000 x 1568 tokens x 1024 x fp32 = 26 GB.
+    # Probe features live in host memory: 4000 x 1568 tokens x 1024 x fp32 = 26 GB, ~3x that at
+    # peak while standardising (the accelerator only sees one batch at a time).
     c.probe.update(num_train=4000, num_test=1000, steps=5000)
   else:
     raise ValueError(f"unknown preset {preset!r}: debug, cpu_default, cpu_future, cpu_small_tube, "

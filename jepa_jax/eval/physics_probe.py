@@ -21,7 +21,8 @@ def probe_kinds(cfg) -> list[str]:
 
 def probe_encoders(cfg, encoder, encoders: dict, make_source, grid_shape=None) -> dict:
   """encoders: name -> encoder params ({'params': ...}); grid_shape: the encoder's token grid
-  (its coordinates join the attentive probe's pooled values). Returns kind -> name -> ProbeResult."""
+  (its coordinates join the attentive probe's pooled values).
+  Returns kind -> name -> ProbeResult."""
   p = cfg.probe
   kinds = probe_kinds(cfg)
   train = materialize(make_source(cfg, "probe_train", p.num_train), p.num_train)
@@ -44,8 +45,9 @@ def probe_encoders(cfg, encoder, encoders: dict, make_source, grid_shape=None) -
       results["attentive"][name] = fit_probe(
           f_tr, targets["train"], f_te, targets["test"], steps=p.steps, batch_size=p.batch_size,
           lr=p.lr, num_heads=p.num_heads, hidden=p.get("hidden", 128),
-          grid=None if grid_shape is None else tuple(grid_shape), seed=cfg.seed)
-    del f_tr, f_te  # ~1 GB each at the default probe sizes
+          grid=None if grid_shape is None else tuple(grid_shape), seed=cfg.seed,
+          desc=f"attentive probe, {name}")
+    del f_tr, f_te  # the training features are ~1 GB at the default probe sizes
   return results
 
 

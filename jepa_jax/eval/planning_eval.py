@@ -85,21 +85,26 @@ def control_config(cfg) -> ClosedLoopConfig:
 
 
 def cost_fn(cfg, project=None):
-  """Goal energy over the plan (reduction/discount) + final_weight * goal energy of the last state.
+  """Goal energy over the plan (reduction/discount) + final_weight * goal energy of the last state
+  + action_weight * sum of squared plan actions (a guardrail: near the goal, where a learned goal
+  energy stops resolving small offsets, moving costs more than it can gain).
 
   With `project` (z -> metric space, e.g. the world model's position probe) the energy is measured
   between projected latents.
   """
   c = cfg.cost
-  main = costs.goal_energy(metric=c.metric, reduction=c.reduction, discount=c.discount,
-                           average=c.average)
+  terms = [(1.0, costs.goal_energy(metric=c.metric, reduction=c.reduction, discount=c.discount,
+                                   average=c.average))]
   if c.final_weight:
-    final = costs.goal_energy(metric=c.metric, reduction='final', average=c.average)
-    main = costs.weighted_sum([(1.0, main), (float(c.final_weight), final)])
+    terms.append((float(c.final_weight),
+                  costs.goal_energy(metric=c.metric, reduction='final', average=c.average)))
+  if c.get('action_weight', 0.0):
+    terms.append((float(c.action_weight), costs.action_energy()))
+  main = terms[0][1] if len(terms) == 1 else costs.weighted_sum(terms)
   if project is None:
     return main
-  base = main
-  return lambda z_traj, actions_HA, z_goal: base(jax.vmap(project)(z_traj), actions_HA, project(z_goal))
+  return lambda z_traj, actions_HA, z_goal: main(jax.vmap(project)(z_traj), actions_HA,
+                                                project(z_goal))
 
 
 def build(cfg, wm: WorldModel, planner: str, layout: str):
