@@ -22,6 +22,7 @@ from ml_collections import config_flags
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from jepa_jax.data.sources import materialize  # noqa: E402
 from jepa_jax.eval.probe import AttentiveProbe, physics_targets, r2_score  # noqa: E402
+from jepa_jax.losses import layer_norm_no_affine  # noqa: E402
 from jepa_jax.train import pretrain as jepa  # noqa: E402
 
 _CONFIGS = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs", "pretrain.py")
@@ -50,8 +51,7 @@ def main(argv):
 
   def tokens(enc_params, x):
     # The encoder trains here, so fixed standardisation statistics do not exist: LayerNorm.
-    z = models.encoder.apply(enc_params, x)
-    return (z - z.mean(-1, keepdims=True)) * jax.lax.rsqrt(z.var(-1, keepdims=True) + 1e-6)
+    return layer_norm_no_affine(models.encoder.apply(enc_params, x))
 
   params = {"encoder": enc, "probe": probe.init(k_probe, tokens(enc, test["frames"][:1]))}
 

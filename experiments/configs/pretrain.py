@@ -68,9 +68,10 @@ def base() -> ml_collections.ConfigDict:
   c.distributed = ml_collections.ConfigDict(dict(
       enabled=False, coordinator_address="", num_processes=1, process_id=0, cpu_collectives=True))
   # kinds: 'linear' (ridge on the token map, CV strength) and/or 'attentive' (V-JEPA's probe
-  # family; steps/batch_size/lr are its training settings, num_heads/hidden its size). The attentive probe
-  # needs thousands of videos (with 2000 it overfits: BUILD_NOTES session 4); the linear one
-  # solves an N x N system, so it uses at most linear_max_train of them. See eval/probe.py.
+  # family; steps/batch_size/lr are its training settings, num_heads/hidden its size). The
+  # attentive probe needs thousands of videos (with 2000 it overfits: BUILD_NOTES session 4);
+  # the linear one solves an N x N system, so it uses at most linear_max_train of them. See
+  # eval/probe.py.
   c.probe = ml_collections.ConfigDict(dict(
       enabled=True, kinds="linear,attentive", num_train=8000, linear_max_train=3000,
       num_test=500, steps=3000, batch_size=128, lr=1e-3, frame=7, num_heads=8, hidden=128))

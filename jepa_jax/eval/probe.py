@@ -12,8 +12,9 @@ learned encoder must beat.
   family). Trained by SGD on features standardised with training-split statistics (mean per
   token position, scale per channel: the role of MAE's affine-free BatchNorm before its probe),
   so the constant background and position code vanish and an object's tokens stand out. A
-  small MLP scores every token (one logit per head, shared hidden layer); each head pools the standardised tokens together with the
-  token's grid coordinates: *which* tokens the encoder marks as "the big ball" says where it is.
+  small MLP scores every token (one logit per head, shared hidden layer); each head pools the
+  standardised tokens together with the token's grid coordinates: *which* tokens the encoder
+  marks as "the big ball" says where it is.
   Measured (BUILD_NOTES, session 4): the earlier form (LayerNorm'd raw tokens, linear key, 2000
   videos) stayed at R^2 ~ 0 even where ridge read 0.97; this one reads ball position at 0.91 from
   a random-init ViT-micro (32x32 videos, 8000 training videos). It needs that many: with 2000 it
