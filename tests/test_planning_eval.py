@@ -135,3 +135,25 @@ def test_cost_fn_adds_the_action_guardrail_by_hand():
   assert got == pytest.approx((5.0 + 10.0) + 2.0 * 10.0 + 0.5 * (1 + 4 + 1))
   cfg.cost.action_weight = 0.0
   assert float(planning_eval.cost_fn(cfg)(z_TD, a_HA, g_D)) == pytest.approx(35.0)
+
+
+@pytest.mark.parametrize('goal_rollout', [False, True])
+def test_build_wires_goal_rollout(goal_rollout):
+  """cost.goal_rollout: on a model that drifts under zero actions, starting on the goal costs
+  nothing and the plan stays; without it the plan pays the drift."""
+  from experiments.configs import plan as plan_configs
+  from jepa_jax.eval import planning_eval
+  from jepa_jax.eval.world_models import WorldModel
+  cfg = plan_configs.get_config('debug')
+  cfg.cost.update(action_weight=0.1, goal_rollout=goal_rollout)
+  drift = jnp.array([0.3, -0.2])
+  wm = WorldModel('drifting', lambda p, obs: obs, lambda p, z, a: z + a + drift, {})
+  plan, *_ = planning_eval.build(cfg, wm, 'gradient', 'fixed')
+  g = jnp.array([10.0, 20.0])
+  a, info = jax.jit(plan)({}, g, g, jax.random.key(0), jnp.zeros((cfg.planner.horizon, 2)))
+  if goal_rollout:
+    assert float(info['cost']) == pytest.approx(0.0, abs=1e-5)
+    np.testing.assert_allclose(a, 0.0, atol=1e-6)
+  else:  # the best plan pushes against the drift and still pays for it
+    assert float(info['cost']) > 0.1
+    assert float(jnp.abs(a).max()) > 0.1

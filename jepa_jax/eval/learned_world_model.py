@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jepa_jax.envs import two_rooms
@@ -36,12 +35,7 @@ def fit_probe(wm, params, env_cfg: two_rooms.TwoRoomsConfig, frames: int, steps:
   z = jax.jit(lambda o: wm.encode(params, o))(obs)
   t0 = time.perf_counter()
   probe = fit_position_probe(np.asarray(z), np.asarray(pos), steps=steps, seed=seed)
-  mean, std = jnp.asarray(probe.mean, jnp.float32), jnp.asarray(probe.std, jnp.float32)
-  pparams = probe.params
-
-  def project(z):
-    return probe.module.apply(pparams, z) * std + mean
-
+  project = probe.pure()
   err = np.linalg.norm(np.asarray(jax.jit(project)(z)) - np.asarray(pos), axis=-1)
   print(f'position probe for the goal metric: {frames} frames, {steps} steps, '
         f'{time.perf_counter() - t0:.1f} s, train error median {np.median(err):.2f} px', flush=True)

@@ -23,6 +23,7 @@ from jepa_jax.eval.world_models import WorldModel
 from jepa_jax.planning import costs
 from jepa_jax.planning.closed_loop import ClosedLoopConfig, make_closed_loop, planning_step
 from jepa_jax.planning.factory import make_planner
+from jepa_jax.planning.goal_rollout import with_goal_rollout
 
 LAYOUTS = ('fixed', 'random')
 
@@ -114,7 +115,12 @@ def build(cfg, wm: WorldModel, planner: str, layout: str):
     raise ValueError(f'control.action_max_norm={cl.action_max_norm} exceeds the environment\'s '
                      f'max_action_norm={env_cfg.max_action_norm}: the env would clip differently '
                      'from the model; lower control.action_max_norm')
-  plan = make_planner(planner, cfg.planner, planning_step(wm.step, cl), cost_fn(cfg, wm.project))
+  step, cost = planning_step(wm.step, cl), cost_fn(cfg, wm.project)
+  if cfg.cost.get('goal_rollout', False):  # compare with the goal's own zero-action rollout
+    plan = with_goal_rollout(lambda st, co: make_planner(planner, cfg.planner, st, co), step, cost,
+                             cl.horizon, cl.action_dim)
+  else:
+    plan = make_planner(planner, cfg.planner, step, cost)
   run = make_closed_loop(wm.encode, plan, lambda s, a: two_rooms.step(s, a, env_cfg),
                          lambda s: two_rooms.render(s, env_cfg), cl)
   return plan, run, env_cfg, cl

@@ -50,19 +50,46 @@ def rollout_latents(wm, params, z0_NKD, act_NHA, batch: int = 64) -> np.ndarray:
 class FittedProbe:
   module: PositionProbe
   params: dict
-  mean: np.ndarray
+  mean: np.ndarray                # target (x, y) statistics: outputs are de-standardised
   std: np.ndarray
+  z_mean: np.ndarray | None = None  # per-feature latent statistics of the fitting frames
+  z_std: np.ndarray | None = None
   train_err_px: float = float("nan")  # set by fit_probe
 
+  def pure(self):
+    """z (one latent or a batch, latent dims last) -> (..., 2) px; pure and jittable."""
+    params = self.params
+    mean, std = jnp.asarray(self.mean, jnp.float32), jnp.asarray(self.std, jnp.float32)
+    z_mean = None if self.z_mean is None else jnp.asarray(self.z_mean, jnp.float32)
+    z_std = None if self.z_std is None else jnp.asarray(self.z_std, jnp.float32)
+
+    def apply(z):
+      if z_mean is not None:
+        z = (z - z_mean) / z_std
+      return self.module.apply(params, z) * std + mean
+
+    return apply
+
   def __call__(self, z_MKD, batch: int = 1024) -> np.ndarray:
-    fn = jax.jit(lambda z: self.module.apply(self.params, z))
-    return _batched(fn, [z_MKD], batch) * self.std + self.mean
+    return _batched(jax.jit(self.pure()), [z_MKD], batch)
 
 
 def fit_position_probe(z_MKD, pos_M2, *, hidden=(256, 256), steps: int = 2000,
                        batch_size: int = 256, lr: float = 1e-3, seed: int = 0,
-                       layer_norm: bool = True) -> FittedProbe:
+                       layer_norm: bool = True, standardize: bool = False) -> FittedProbe:
+  """An MLP from latents to (x, y), Adam with cosine decay, on standardised targets.
+
+  standardize: centre and scale every latent feature with the fitting frames' statistics before
+  the MLP, for latents dominated by a code that is the same in every frame (per-example LayerNorm
+  keeps it, and the MLP may then not find a small agent signal; centring removes it, as for the
+  attentive probe). Off by default: it did not help the trained Two Rooms models (BUILD_NOTES
+  session 5).
+  """
   mean, std = pos_M2.mean(0), pos_M2.std(0) + 1e-6
+  z_mean = z_std = None
+  if standardize:
+    z_mean, z_std = z_MKD.mean(0), z_MKD.std(0) + 1e-6
+    z_MKD = (z_MKD - z_mean) / z_std
   probe = PositionProbe(hidden=tuple(hidden), layer_norm=layer_norm)
   params = probe.init(jax.random.key(seed), jnp.asarray(z_MKD[:1]))
   tx = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.01))
@@ -81,7 +108,7 @@ def fit_position_probe(z_MKD, pos_M2, *, hidden=(256, 256), steps: int = 2000,
   batch = min(batch_size, len(z_MKD))
   for _ in range(steps):
     params, opt_state = step(params, opt_state, x_all, y_all, rng.integers(0, len(z_MKD), batch))
-  return FittedProbe(probe, params, mean, std)
+  return FittedProbe(probe, params, mean, std, z_mean, z_std)
 
 
 def position_error(pred_M2, true_M2) -> np.ndarray:
@@ -96,7 +123,8 @@ def fit_probe(wm, params, train_data: dict, probe_cfg) -> FittedProbe:
   pos_tr = train_data["state"].reshape(-1, 2)
   probe = fit_position_probe(z_tr_MKD, pos_tr, hidden=probe_cfg.hidden, steps=probe_cfg.steps,
                              batch_size=probe_cfg.batch_size, lr=probe_cfg.lr,
-                             layer_norm=probe_cfg.get("layer_norm", True))
+                             layer_norm=probe_cfg.get("layer_norm", True),
+                             standardize=probe_cfg.get("standardize", False))
   return dataclasses.replace(probe,
                              train_err_px=float(position_error(probe(z_tr_MKD), pos_tr).mean()))
 

@@ -10,6 +10,7 @@ from jepa_jax.planning.cem import CEMConfig, CEMResult, cem_search, make_cem_pla
 from jepa_jax.planning.costs import (action_bound_penalty, action_energy, ball_penalty, box_penalty,
                                      goal_energy, keep_out, quadratic_goal_cost, smoothness_penalty,
                                      weighted_sum)
+from jepa_jax.planning.goal_rollout import goal_rollout_cost, with_goal_rollout
 from jepa_jax.planning.gradient_mpc import (GradientMPCConfig, descend, make_gradient_planner,
                                             make_optimizer)
 from jepa_jax.planning.hybrid import HybridConfig, make_hybrid_planner

@@ -1,0 +1,46 @@
+"""Goal targets in the model's own prediction space.
+
+A learned world model's predicted latents drift away from encoder latents even when nothing
+moves: after 32 zero-action steps the Two Rooms model's prediction of the goal frame is as far
+from the encoded goal as a 2-3 px offset of the agent (BUILD_NOTES session 5). Compared to the
+*encoded* goal, every plan then pays a floor that swamps the last few pixels, and the planner
+jitters around the goal instead of stopping on it.
+
+`with_goal_rollout` removes that floor: the goal latent is unrolled by the same model under
+zero actions, and step t of a plan is compared with step t of that goal rollout. Formally the
+cost sees z_t - (g_t - g_0) against g_0, so any drift that does not depend on the actions
+cancels, and a plan that starts on the goal and stays there costs exactly what z0 == goal costs
+with a perfect model. Works for any cost of the form cost(z_traj, actions, z_goal) and any
+latent pytree.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jepa_jax.planning.rollout import CostFn, StepFn, unroll
+
+
+def goal_rollout_cost(cost_fn: CostFn) -> CostFn:
+  """cost(z_traj, actions_HA, goal_traj) where goal_traj = unroll of the goal under zero actions
+  (H+1 entries, goal first): `cost_fn` applied to the drift-corrected trajectory."""
+  def cost(z_traj, actions_HA, goal_traj):
+    goal = jax.tree.map(lambda g: g[0], goal_traj)
+    corrected = jax.tree.map(lambda z, g: z - (g - g[0:1]), z_traj, goal_traj)
+    return cost_fn(corrected, actions_HA, goal)
+
+  return cost
+
+
+def with_goal_rollout(make_plan, step_fn: StepFn, cost_fn: CostFn, horizon: int, action_dim: int):
+  """plan(params, z0, z_goal, key, init_plan_HA) built by `make_plan(step_fn, cost)` on the
+  drift-corrected cost; it takes the encoded goal like any planner and unrolls it itself."""
+  plan = make_plan(step_fn, goal_rollout_cost(cost_fn))
+  zeros_HA = jnp.zeros((horizon, action_dim), jnp.float32)
+
+  def plan_to_goal(params, z0, z_goal, key, init_plan_HA):
+    goal_traj = unroll(step_fn, params, z_goal, zeros_HA)
+    return plan(params, z0, goal_traj, key, init_plan_HA)
+
+  return plan_to_goal
