@@ -28,6 +28,8 @@ _SIZE = flags.DEFINE_integer("size", 64, "Canvas size in px.")
 _CROSS = flags.DEFINE_float("cross_wall_rate", 0.35, "Share of door-steered trajectories.")
 _PUSH = flags.DEFINE_float("wall_push_rate", 0.35, "Share of trajectories pushing into the "
                            "middle wall away from the door (as experiments/configs/world_model.py).")
+_EDGE = flags.DEFINE_float("push_door_edge_share", 0.0, "Share of the wall pushes aimed at the "
+                           "wall just beside the door gap (0.5-4.5 px from its edge).")
 _KAPPA = flags.DEFINE_float("heading_kappa", 4.0, "Von Mises concentration of heading noise.")
 _OBS_DTYPE = flags.DEFINE_enum("obs_dtype", "uint8", ["uint8", "float16"], "Stored obs dtype.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Overwrite an existing dataset.")
@@ -38,7 +40,7 @@ def main(argv):
     env = two_rooms.TwoRoomsConfig(size=_SIZE.value, fixed_layout=not _RANDOM_LAYOUT.value)
     cfg = two_rooms_walks.WalksConfig(env=env, heading_kappa=_KAPPA.value,
                                       cross_wall_rate=_CROSS.value, wall_push_rate=_PUSH.value,
-                                      obs_dtype=_OBS_DTYPE.value)
+                                      push_door_edge_share=_EDGE.value, obs_dtype=_OBS_DTYPE.value)
     n, t = _NUM.value, _LENGTH.value
     print(f"Writing {n} trajectories x {t} frames ({n * (t - 1):,} transitions) to {_OUT.value}")
     start = time.time()

@@ -254,3 +254,33 @@ def test_source_rejects_bad_window(tmp_path):
         walks.TwoRoomsWindowSource(tmp_path, window=T + 1)
     with pytest.raises(FileNotFoundError):
         walks.TwoRoomsWindowSource(tmp_path / "missing", window=4)
+
+
+def _contact_gap_distance(d, cfg):
+    """Per pushing trajectory: median distance (px) from the door gap's nearest edge over the
+    steps where it presses against the middle wall face (NaN if it never does)."""
+    wall_x, half = d["layout"][:, None, 0], cfg.env.wall_width / 2
+    left = d["state"][:, :1, 0] < wall_x
+    face = np.where(left, wall_x - half, wall_x + half)
+    touch = np.abs(d["state"][:, 1:, 0] - face) < 0.5
+    y = d["state"][:, 1:, 1]
+    door_y, h = d["layout"][:, None, 1], cfg.env.door_half_height
+    dist = np.maximum(np.abs(y - door_y) - h, 0.0)
+    return np.array([np.median(r[t]) if t.any() else np.nan for r, t in zip(dist, touch)])
+
+
+def test_door_edge_pushes_press_beside_the_door(data_push):
+    cfg = walks.WalksConfig(env=CFG_PUSH.env, cross_wall_rate=0.0, wall_push_rate=1.0,
+                            push_door_edge_share=1.0)
+    d = jax.device_get(walks.generate_walks(KEY, cfg, N, T))
+    assert _pushes_into_middle_wall(d, cfg).mean() >= 0.8
+    assert not np.asarray(two_rooms.in_wall(d["state"], d["layout"][:, None], cfg.env)).any()
+    np.testing.assert_allclose(_replay(d["state"], d["act"], d["layout"], cfg), d["state"][:, 1:],
+                               atol=1e-4)
+    edge = _contact_gap_distance(d, cfg)
+    uniform = _contact_gap_distance(data_push, CFG_PUSH)
+    # aimed 0.5-4.5 px beyond the gap (heading noise spreads the contact point a little)
+    assert np.nanmedian(edge) < 5.0 and np.nanmean(edge < 8.0) > 0.8
+    assert np.nanmedian(uniform) > 2 * np.nanmedian(edge)
+    with pytest.raises(ValueError, match="WalksConfig.push_door_edge_share"):
+        walks.WalksConfig(push_door_edge_share=1.5)

@@ -35,6 +35,8 @@ def base() -> ml_collections.ConfigDict:
       # predicted through the wall in 100 % / 64 % / 57 % of 32-step pushes at rates 0 / 0.15 /
       # 0.35, left to right; BUILD_NOTES session 4).
       wall_push_rate=0.35,
+      # Share of those pushes aimed 0.5-4.5 px beside the door gap (where planners get stuck).
+      push_door_edge_share=0.0,
       num_threads=1, prefetch=2))
 
   c.model = ml_collections.ConfigDict(dict(

@@ -22,7 +22,8 @@ Generation runs on device (jit + vmap over trajectories, ``lax.scan`` over time)
   it keeps pushing into the wall without moving (~70% of their transitions at T = 17, first
   contact after ~6 steps; free walks push into the middle wall in ~8% of theirs). A model
   trained without them learned to pass through the wall. Pushes into the border happen
-  naturally.
+  naturally. A share ``push_door_edge_share`` of the pushes aims at y 0.5-4.5 px beside the
+  door gap instead: the wall corner at the door, where planners with a learned model stall.
 
 Stored actions are the **commanded** actions (what was passed to ``step``): norm-clipping
 never triggers because ``step_max <= max_action_norm`` is enforced, and wall stopping is
@@ -67,6 +68,7 @@ _OBS_DTYPES = ("uint8", "float16")
 _APPROACH_PX = 2.5  # door waypoints sit this far outside the wall faces
 _WAYPOINT_RADIUS_PX = 1.5  # a waypoint counts as reached within this distance
 _PUSH_DOOR_MARGIN_PX = 2.0  # wall-push targets stay this far beyond the door gap's edges
+_PUSH_EDGE_PX = (0.5, 4.5)  # door-edge pushes (push_door_edge_share) aim this far beyond the gap
 _PUSH_REACH = 0.45  # wall-push starts lie within this share of (T - 1) * step_mean of the wall
 _VM_PROPOSALS = 16
 
@@ -82,6 +84,9 @@ class WalksConfig:
     step_max: float = 1.8
     cross_wall_rate: float = 0.35
     wall_push_rate: float = 0.0
+    # Share of the wall pushes aimed at the wall just beside the door (within _PUSH_EDGE_BAND_PX
+    # beyond the margin) instead of uniformly along it: the corner where planners get stuck.
+    push_door_edge_share: float = 0.0
     obs_dtype: str = "uint8"
 
     def __post_init__(self):
@@ -98,6 +103,7 @@ class WalksConfig:
              "must be <= env.max_action_norm so stored actions are never clipped")
         need(0.0 <= self.cross_wall_rate <= 1.0, "cross_wall_rate", "must be in [0, 1]")
         need(0.0 <= self.wall_push_rate <= 1.0, "wall_push_rate", "must be in [0, 1]")
+        need(0.0 <= self.push_door_edge_share <= 1.0, "push_door_edge_share", "must be in [0, 1]")
         if self.cross_wall_rate + self.wall_push_rate > 1.0:
             raise ValueError(
                 "WalksConfig.cross_wall_rate + WalksConfig.wall_push_rate must be <= 1: the "
@@ -113,7 +119,8 @@ class WalksConfig:
         fixed = not (d.random_layout if random_layout is None else random_layout)
         env = two_rooms.TwoRoomsConfig(size=d.size, fixed_layout=fixed)
         return cls(env=env, heading_kappa=d.heading_kappa, cross_wall_rate=d.cross_wall_rate,
-                   wall_push_rate=d.get("wall_push_rate", 0.0), obs_dtype="uint8")
+                   wall_push_rate=d.get("wall_push_rate", 0.0),
+                   push_door_edge_share=d.get("push_door_edge_share", 0.0), obs_dtype="uint8")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -166,10 +173,12 @@ def _door_waypoints(layout: jax.Array, side: jax.Array, cfg: WalksConfig):
     return jnp.where(side == 0, left, right), jnp.where(side == 0, right, left)
 
 
-def _push_points(layout: jax.Array, side: jax.Array, u: jax.Array, cfg: WalksConfig):
+def _push_points(layout: jax.Array, side: jax.Array, u: jax.Array, cfg: WalksConfig,
+                 at_edge: jax.Array = False):
     """Wall-push points for a uniform ``u``: (on ``side``'s wall face, 2.5 px beyond the far
     face), at one y uniform over the middle wall at least ``door_half_height + 2`` px from the
-    door centre, and that y's band (y0, y1) above or below the door."""
+    door centre (``at_edge``: _PUSH_EDGE_PX from the gap's edge, above or below the door), and
+    that y's band (y0, y1) above or below the door."""
     env = cfg.env
     wl, wr, dlo, dhi = two_rooms.wall_bounds(layout, env)
     lo, hi = float(env.border), float(env.size - env.border)
@@ -179,6 +188,12 @@ def _push_points(layout: jax.Array, side: jax.Array, u: jax.Array, cfg: WalksCon
     s = u * (n_below + n_above)
     below = s < n_below
     y = jnp.where(below, lo + s, above_lo + (s - n_below))
+    # Door-edge pushes: the same u picks a side of the door and a distance from the gap's edge.
+    e0, e1 = _PUSH_EDGE_PX
+    edge_below = u < 0.5
+    d_edge = e0 + (e1 - e0) * jnp.where(edge_below, 2.0 * u, 2.0 * u - 1.0)
+    y_edge = jnp.clip(jnp.where(edge_below, dlo - d_edge, dhi + d_edge), lo, hi)
+    y, below = jnp.where(at_edge, y_edge, y), jnp.where(at_edge, edge_below, below)
     band = jnp.where(below, jnp.stack([lo, below_hi]), jnp.stack([above_lo, hi]))
     face = jnp.stack([jnp.where(side == 0, wl, wr), y])
     beyond = jnp.stack([jnp.where(side == 0, wr + _APPROACH_PX, wl - _APPROACH_PX), y])
@@ -202,7 +217,10 @@ def _walk_one(key: jax.Array, cfg: WalksConfig, length: int):
     side = (u_3[1] < 0.5).astype(jnp.int32)
     heading0 = jnp.pi * (2.0 * u_3[2] - 1.0)  # only free walks use it ...
     way_own, way_other = _door_waypoints(layout, side, cfg)
-    push_face, push_beyond, band = _push_points(layout, side, u_3[2], cfg)  # ... pushes reuse it
+    # A separate key (not a wider u_3) so the draws of free, steered and plain push walks stay
+    # as they were before door-edge pushes existed.
+    at_edge = jax.random.uniform(jax.random.fold_in(k_misc, 1)) < cfg.push_door_edge_share
+    push_face, push_beyond, band = _push_points(layout, side, u_3[2], cfg, at_edge)  # ... reuse it
 
     free_start = two_rooms.sample_free_pos(k_free, layout, env)
     # Pull a uniform room point towards the door so the crossing fits in `length` steps.
