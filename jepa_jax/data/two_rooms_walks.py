@@ -84,8 +84,8 @@ class WalksConfig:
     step_max: float = 1.8
     cross_wall_rate: float = 0.35
     wall_push_rate: float = 0.0
-    # Share of the wall pushes aimed at the wall just beside the door (within _PUSH_EDGE_BAND_PX
-    # beyond the margin) instead of uniformly along it: the corner where planners get stuck.
+    # Share of the wall pushes aimed at the wall just beside the door (_PUSH_EDGE_PX from the
+    # gap's edge) instead of uniformly along it: the corner where planners get stuck.
     push_door_edge_share: float = 0.0
     obs_dtype: str = "uint8"
 
