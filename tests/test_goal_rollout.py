@@ -65,7 +65,7 @@ def test_planner_on_drifting_model_equals_planner_on_drift_free_model(name):
   key = jax.random.key(3)
   make = lambda step, cost: P.make_planner(name, cfg, step, cost)
   ref, _ = jax.jit(make(integrator, COST))(PARAMS, z0, goal, key, jnp.zeros((H, A)))
-  corrected = with_goal_rollout(make, drifting, COST, H, A)
+  corrected = with_goal_rollout(make, drifting, COST)
   got, info = jax.jit(corrected)(PARAMS, z0, goal, key, jnp.zeros((H, A)))
   np.testing.assert_allclose(got, ref, atol=1e-4)
   plain, _ = jax.jit(make(drifting, COST))(PARAMS, z0, goal, key, jnp.zeros((H, A)))
@@ -76,7 +76,7 @@ def test_planner_on_drifting_model_equals_planner_on_drift_free_model(name):
 def test_vmapped_goal_rollout_planner_equals_loop():
   cfg = ml_collections.ConfigDict(dict(horizon=H, action_bound=3.0,
                                        gradient=dict(iterations=20, learning_rate=0.1)))
-  plan = with_goal_rollout(lambda s, c: P.make_planner('gradient', cfg, s, c), drifting, COST, H, A)
+  plan = with_goal_rollout(lambda s, c: P.make_planner('gradient', cfg, s, c), drifting, COST)
   z0s = jnp.asarray(RNG.standard_normal((3, D)), jnp.float32)
   goals = jnp.asarray(RNG.standard_normal((3, D)), jnp.float32)
   keys = jax.random.split(jax.random.key(0), 3)

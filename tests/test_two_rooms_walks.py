@@ -130,13 +130,19 @@ def test_default_keeps_the_old_random_stream(data, data_random):
                                   [[27.5, 44.0], [39.5, 38.0], [34.5, 25.0], [32.5, 30.0]])
 
 
-def _pushes_into_middle_wall(d, cfg, min_steps: int = 3):
-    """Per trajectory: touches the middle wall face of its start room (|x - face| < 0.5 px) for
-    >= min_steps consecutive steps while the commanded action points into the wall."""
+def _touches_start_face(d, cfg):
+    """(touch (n, T-1): the position after action t is on the middle wall face of the start room,
+    |x - face| < 0.5 px; left (n, 1): the start room is the left one)."""
     wall_x, half = d["layout"][:, None, 0], cfg.env.wall_width / 2
     left = d["state"][:, :1, 0] < wall_x
     face = np.where(left, wall_x - half, wall_x + half)
-    touch = np.abs(d["state"][:, 1:, 0] - face) < 0.5  # position after action t
+    return np.abs(d["state"][:, 1:, 0] - face) < 0.5, left
+
+
+def _pushes_into_middle_wall(d, cfg, min_steps: int = 3):
+    """Per trajectory: touches the middle wall face of its start room for >= min_steps
+    consecutive steps while the commanded action points into the wall."""
+    touch, left = _touches_start_face(d, cfg)
     into = np.where(left, d["act"][..., 0] > 0, d["act"][..., 0] < 0)
     run = best = np.zeros(len(touch), int)
     for ok in (touch & into).T:
@@ -259,10 +265,7 @@ def test_source_rejects_bad_window(tmp_path):
 def _contact_gap_distance(d, cfg):
     """Per pushing trajectory: median distance (px) from the door gap's nearest edge over the
     steps where it presses against the middle wall face (NaN if it never does)."""
-    wall_x, half = d["layout"][:, None, 0], cfg.env.wall_width / 2
-    left = d["state"][:, :1, 0] < wall_x
-    face = np.where(left, wall_x - half, wall_x + half)
-    touch = np.abs(d["state"][:, 1:, 0] - face) < 0.5
+    touch, _ = _touches_start_face(d, cfg)
     y = d["state"][:, 1:, 1]
     door_y, h = d["layout"][:, None, 1], cfg.env.door_half_height
     dist = np.maximum(np.abs(y - door_y) - h, 0.0)

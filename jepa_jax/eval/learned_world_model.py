@@ -4,9 +4,9 @@ Optional position-probe goal metric (`world_model.probe.frames > 0`): the token-
 session-3 cpu_default checkpoint (4x4x16 map) is *local* — its L2 distance to a goal latent grows
 over the first ~8 px and is flat (~17-19) beyond, so a latent goal energy ranks nothing far from
 the goal (BUILD_NOTES.md, planning notes, "Learned world model"). A small MLP probe z -> (x, y),
-fitted at load time on encoded frames of random layouts and random free positions (SUPERVISED: it uses the true
-positions of those frames; the planner itself still sees images only), gives a metric on the
-latent: cost = |probe(z) - probe(z_goal)|.
+fitted at load time on encoded frames of random layouts and random free positions (SUPERVISED:
+it uses the true positions of those frames; the planner itself still sees images only), gives a
+metric on the latent: cost = |probe(z) - probe(z_goal)|.
 """
 
 from __future__ import annotations

@@ -117,8 +117,7 @@ def build(cfg, wm: WorldModel, planner: str, layout: str):
                      'from the model; lower control.action_max_norm')
   step, cost = planning_step(wm.step, cl), cost_fn(cfg, wm.project)
   if cfg.cost.get('goal_rollout', False):  # compare with the goal's own zero-action rollout
-    plan = with_goal_rollout(lambda st, co: make_planner(planner, cfg.planner, st, co), step, cost,
-                             cl.horizon, cl.action_dim)
+    plan = with_goal_rollout(lambda st, co: make_planner(planner, cfg.planner, st, co), step, cost)
   else:
     plan = make_planner(planner, cfg.planner, step, cost)
   run = make_closed_loop(wm.encode, plan, lambda s, a: two_rooms.step(s, a, env_cfg),

@@ -33,13 +33,14 @@ def goal_rollout_cost(cost_fn: CostFn) -> CostFn:
   return cost
 
 
-def with_goal_rollout(make_plan, step_fn: StepFn, cost_fn: CostFn, horizon: int, action_dim: int):
+def with_goal_rollout(make_plan, step_fn: StepFn, cost_fn: CostFn):
   """plan(params, z0, z_goal, key, init_plan_HA) built by `make_plan(step_fn, cost)` on the
-  drift-corrected cost; it takes the encoded goal like any planner and unrolls it itself."""
+  drift-corrected cost; it takes the encoded goal like any planner and unrolls it itself, over
+  as many zero actions as the plan has steps."""
   plan = make_plan(step_fn, goal_rollout_cost(cost_fn))
-  zeros_HA = jnp.zeros((horizon, action_dim), jnp.float32)
 
   def plan_to_goal(params, z0, z_goal, key, init_plan_HA):
+    zeros_HA = jnp.zeros(jnp.shape(init_plan_HA), jnp.float32)
     goal_traj = unroll(step_fn, params, z_goal, zeros_HA)
     return plan(params, z0, goal_traj, key, init_plan_HA)
 
