@@ -91,21 +91,30 @@ def cost_fn(cfg, project=None):
   energy stops resolving small offsets, moving costs more than it can gain).
 
   With `project` (z -> metric space, e.g. the world model's position probe) the energy is measured
-  between projected latents.
+  between projected latents. With `cost.pyramid.sigmas` (token latents on a grid) the goal energy
+  is also measured between Gaussian-blurred latent maps, one term per sigma (costs.token_grid_blur).
   """
   c = cfg.cost
-  terms = [(1.0, costs.goal_energy(metric=c.metric, reduction=c.reduction, discount=c.discount,
-                                   average=c.average))]
+  goal_terms = [(1.0, costs.goal_energy(metric=c.metric, reduction=c.reduction,
+                                        discount=c.discount, average=c.average))]
   if c.final_weight:
-    terms.append((float(c.final_weight),
-                  costs.goal_energy(metric=c.metric, reduction='final', average=c.average)))
+    goal_terms.append((float(c.final_weight),
+                       costs.goal_energy(metric=c.metric, reduction='final', average=c.average)))
+  goal = goal_terms[0][1] if len(goal_terms) == 1 else costs.weighted_sum(goal_terms)
+  pyramid = c.get('pyramid', {})
+  sigmas, weights = tuple(pyramid.get('sigmas', ())), tuple(pyramid.get('weights', ()))
+  if len(sigmas) != len(weights):
+    raise ValueError(f'cost.pyramid: sigmas {sigmas} and weights {weights} must have the same '
+                     'length (one weight per blur level)')
+  if sigmas and project is not None:
+    raise ValueError('cost.pyramid blurs token latents on their grid; it cannot be combined with '
+                     'the position-probe metric (world_model.probe.frames > 0): set one of them off')
+  terms = [(1.0, goal if project is None else costs.project_cost(goal, project))]
+  terms += [(float(w), costs.project_cost(goal, costs.token_grid_blur(float(s))))
+            for s, w in zip(sigmas, weights)]
   if c.get('action_weight', 0.0):
     terms.append((float(c.action_weight), costs.action_energy()))
-  main = terms[0][1] if len(terms) == 1 else costs.weighted_sum(terms)
-  if project is None:
-    return main
-  return lambda z_traj, actions_HA, z_goal: main(jax.vmap(project)(z_traj), actions_HA,
-                                                project(z_goal))
+  return terms[0][1] if len(terms) == 1 else costs.weighted_sum(terms)
 
 
 def build(cfg, wm: WorldModel, planner: str, layout: str):

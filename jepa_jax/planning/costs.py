@@ -8,6 +8,7 @@ All terms are summed over time (not averaged) so weights keep their meaning acro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -150,6 +151,44 @@ def keep_out(penalty_fn: StatePenalty, project: Callable | None = None) -> CostF
   def cost(z_traj, actions_HA, z_goal):
     del actions_HA, z_goal
     return jnp.sum(jax.vmap(lambda z: penalty_fn(project(z)))(z_traj[1:]))
+
+  return cost
+
+
+def token_grid_blur(sigma: float, grid_hw: tuple[int, int] | None = None) -> Callable:
+  """z (N, C) tokens of an H x W grid (row-major; None: square) -> (N, C) blurred over the grid.
+
+  A separable Gaussian of `sigma` cells whose weights are renormalised at the border (so a
+  constant map stays constant). Why: the latent of a local encoder changes only where the agent
+  is, so |z - z_goal| grows over about one cell and is flat beyond; blurred maps overlap at
+  larger distances, and their distance keeps growing with the offset (a coarse-to-fine goal
+  energy). Linear in z, so it commutes with the goal-rollout drift correction.
+  """
+  if not sigma > 0:
+    raise ValueError(f'token_grid_blur: sigma must be > 0 (grid cells), got {sigma}')
+
+  def kernel(n):
+    x = jnp.arange(n, dtype=jnp.float32)
+    k = jnp.exp(-0.5 * jnp.square((x[:, None] - x[None, :]) / sigma))
+    return k / jnp.sum(k, axis=1, keepdims=True)
+
+  def blur(z_NC):
+    n = z_NC.shape[0]
+    h, w = grid_hw if grid_hw is not None else (math.isqrt(n), math.isqrt(n))
+    if z_NC.ndim != 2 or h * w != n:
+      raise ValueError(f'token_grid_blur: expects tokens (N, C) on an {h}x{w} grid, got shape '
+                       f'{z_NC.shape}; give grid_hw for non-square grids (only token latents '
+                       'can be blurred: set the pyramid sigmas to () for vector latents)')
+    z_HWC = z_NC.reshape(h, w, -1)
+    return jnp.einsum('ai,bj,ijc->abc', kernel(h), kernel(w), z_HWC).reshape(n, -1)
+
+  return blur
+
+
+def project_cost(cost_fn: CostFn, project: Callable) -> CostFn:
+  """cost_fn measured between projected latents: project every z_t and the goal first."""
+  def cost(z_traj, actions_HA, z_goal):
+    return cost_fn(jax.vmap(project)(z_traj), actions_HA, project(z_goal))
 
   return cost
 

@@ -2,6 +2,10 @@
 
 Samples are clipped into the action box before evaluation and averaging, so the mean stays
 feasible. Like CEM, the returned plan is the better of the final mean and the best sample seen.
+
+`noise_scales` splits the population over several noise levels (sample n uses
+sigma * noise_scales[n % len]): wide samples find a way around an obstacle, narrow ones the last
+few pixels to a goal, which one noise level cannot both do with a small population.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ class MPPIConfig:
   noise_std: float = 0.5  # sigma of the exploration noise
   noise_decay: float = 1.0  # sigma_i = noise_std * noise_decay**i, to settle near the optimum
   include_mean: bool = True  # sample 0 is the current mean (zero noise)
+  noise_scales: tuple[float, ...] = (1.0,)  # per-sample multipliers of sigma, cycled over samples
   action_low: B.Bound = None
   action_high: B.Bound = None
 
@@ -33,6 +38,10 @@ class MPPIConfig:
     object.__setattr__(self, 'action_high', B.normalize_bound(self.action_high))
     B.check_positive(name, horizon=self.horizon, samples=self.samples, iterations=self.iterations,
                      temperature=self.temperature, noise_std=self.noise_std)
+    object.__setattr__(self, 'noise_scales', tuple(float(x) for x in self.noise_scales))
+    if not self.noise_scales or min(self.noise_scales) <= 0:
+      raise ValueError(f'{name}.noise_scales must be a non-empty sequence of positive multipliers, '
+                       f'got {self.noise_scales}')
     if not 0.0 < self.noise_decay <= 1.0:
       raise ValueError(f'{name}.noise_decay must be in (0, 1], got {self.noise_decay}')
     B.validate_bounds(self.action_low, self.action_high, name)
@@ -44,6 +53,7 @@ def make_mppi_planner(step_fn: StepFn, cost_fn: CostFn, cfg: MPPIConfig):
   info: cost, cost_history (I+1,) best-so-far, mean_cost_history (I+1,) cost of the mean.
   """
   N = cfg.samples
+  scales_N11 = jnp.resize(jnp.asarray(cfg.noise_scales, jnp.float32), (N,))[:, None, None]
 
   def plan(params, z0, z_goal, key, init_plan_HA):
     B.check_plan_shape(init_plan_HA, cfg.horizon, type(cfg).__name__)
@@ -54,7 +64,8 @@ def make_mppi_planner(step_fn: StepFn, cost_fn: CostFn, cfg: MPPIConfig):
     def body(carry, inp):
       mean, best_a, best_c = carry
       key, sigma = inp
-      samples = B.clip(mean + sigma * jax.random.normal(key, (N,) + mean.shape, jnp.float32), bounds)
+      noise_NHA = jax.random.normal(key, (N,) + mean.shape, jnp.float32)
+      samples = B.clip(mean + sigma * scales_N11 * noise_NHA, bounds)
       if cfg.include_mean:
         samples = samples.at[0].set(mean)
       costs = jax.vmap(cost)(samples)
