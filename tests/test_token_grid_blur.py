@@ -49,7 +49,7 @@ def test_blur_errors_name_the_fix():
     C.token_grid_blur(0.0)
   with pytest.raises(ValueError, match='grid_hw'):
     C.token_grid_blur(1.0)(jnp.zeros((12, 2)))  # 12 tokens: not a square grid
-  with pytest.raises(ValueError, match='vector latents'):
+  with pytest.raises(ValueError, match='cost.pyramid.sigmas'):
     C.token_grid_blur(1.0)(jnp.zeros((16,)))
 
 

@@ -173,12 +173,15 @@ def token_grid_blur(sigma: float, grid_hw: tuple[int, int] | None = None) -> Cal
     return k / jnp.sum(k, axis=1, keepdims=True)
 
   def blur(z_NC):
+    if z_NC.ndim != 2:
+      raise ValueError(f'token_grid_blur: the latent has shape {z_NC.shape}, not tokens (N, C) on '
+                       'a grid; only token-map latents can be blurred (for this world model set '
+                       'cost.pyramid.sigmas=() and cost.pyramid.weights=())')
     n = z_NC.shape[0]
     h, w = grid_hw if grid_hw is not None else (math.isqrt(n), math.isqrt(n))
-    if z_NC.ndim != 2 or h * w != n:
-      raise ValueError(f'token_grid_blur: expects tokens (N, C) on an {h}x{w} grid, got shape '
-                       f'{z_NC.shape}; give grid_hw for non-square grids (only token latents '
-                       'can be blurred: set the pyramid sigmas to () for vector latents)')
+    if h * w != n:
+      raise ValueError(f'token_grid_blur: {n} tokens do not fill a {h}x{w} grid; give grid_hw '
+                       '(rows, columns) for a non-square token grid')
     z_HWC = z_NC.reshape(h, w, -1)
     return jnp.einsum('ai,bj,ijc->abc', kernel(h), kernel(w), z_HWC).reshape(n, -1)
 
