@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -157,3 +158,61 @@ def test_build_wires_goal_rollout(goal_rollout):
   else:  # the best plan pushes against the drift and still pays for it
     assert float(info['cost']) > 0.1
     assert float(jnp.abs(a).max()) > 0.1
+
+
+def test_build_wires_the_hierarchy_and_checks_the_subgoal_span():
+  """hierarchy.enabled: the evaluated planner becomes the fine level (its plan shape), the coarse
+  planner's subgoal lies on its own macro-action rollout, results are labelled, and a subgoal
+  beyond the fine lookahead is refused with the keys to change."""
+  from experiments.configs import plan as plan_configs
+  from jepa_jax.eval import planning_eval
+  from jepa_jax.eval.world_models import WorldModel
+  from jepa_jax.planning import clip_norm
+  cfg = plan_configs.get_config('debug')  # fine: horizon 3 x action_repeat 4 = 12 env steps
+  cfg.hierarchy.update(enabled=True, horizon=4, action_repeat=6, subgoal_after=2)
+  wm = WorldModel('point', lambda p, obs: obs, lambda p, z, a: z + a, {})
+  plan, run, env_cfg, cl = planning_eval.build(cfg, wm, 'mppi', 'fixed')
+  assert not cl.cold_restart  # the fine level restarts inside the planner, on the same subgoal
+  z0, g = jnp.array([10.0, 20.0]), jnp.array([30.0, 20.0])
+  a, info = jax.jit(plan)({}, z0, g, jax.random.key(0), jnp.zeros((cfg.planner.horizon, 2)))
+  chex.assert_shape(a, (cfg.planner.horizon, 2))
+  chex.assert_shape(info['high_plan'], (4, 2))
+  # Macro actions held 6 steps on a point mass, each clipped to control.action_max_norm.
+  clipped = clip_norm(info['high_plan'][:2], cfg.control.action_max_norm)
+  np.testing.assert_allclose(info['subgoal'], z0 + 6.0 * clipped.sum(0), atol=1e-4)
+  assert planning_eval.planner_label(cfg, 'mppi') == 'mppi+hier'
+  cfg.hierarchy.subgoal_after = 3  # 18 env steps > 12
+  with pytest.raises(ValueError, match='hierarchy.subgoal_after'):
+    planning_eval.build(cfg, wm, 'mppi', 'fixed')
+  cfg.hierarchy.update(subgoal_after=1, planner='dijkstra')
+  with pytest.raises(ValueError, match='hierarchy.planner'):
+    planning_eval.build(cfg, wm, 'mppi', 'fixed')
+
+
+def test_ensemble_world_model_concatenates_members_and_sums_their_energies():
+  """Members see the same observation and action and each moves its own slice of the
+  concatenated latent; an L2-squared goal energy on it is the sum of the members' energies."""
+  from jepa_jax.eval import learned_world_model as lwm
+  from jepa_jax.planning import costs
+  obs_shape = (4, 4, 2)
+  grid = lambda o, d: jnp.broadcast_to(o.astype(jnp.float32).mean((-3, -2, -1)), (9, d))
+  m1 = (lambda p, o: p * grid(o, 2), lambda p, z, a: z + p * a[0], 2.0)
+  m2 = (lambda p, o: p * grid(o, 3), lambda p, z, a: z - p * a[1], 5.0)
+  encode, step, params = lwm.ensemble([m1, m2], obs_shape)
+  obs = jnp.full(obs_shape, 3, jnp.uint8)
+  z = encode(params, obs)
+  chex.assert_shape(z, (9, 5))
+  a = jnp.array([0.5, 2.0])
+  z1 = step(params, z, a)
+  np.testing.assert_allclose(z1[:, :2], m1[1](2.0, m1[0](2.0, obs), a))
+  np.testing.assert_allclose(z1[:, 2:], m2[1](5.0, m2[0](5.0, obs), a))
+  energy = costs.goal_energy(metric='l2sq', reduction='final')
+  traj, goal = jnp.stack([z, z1]), jnp.zeros((9, 5))
+  np.testing.assert_allclose(energy(traj, None, goal),
+                             energy(traj[..., :2], None, goal[:, :2])
+                             + energy(traj[..., 2:], None, goal[:, 2:]), rtol=1e-6)
+  m3 = (lambda p, o: jnp.zeros((4, 3)), m2[1], 1.0)
+  with pytest.raises(ValueError, match='same encoder grid'):
+    lwm.ensemble([m1, m3], obs_shape)
+  with pytest.raises(ValueError, match='world_model.probe.frames'):
+    lwm.load('runs/a,runs/b', tr.TwoRoomsConfig(), dict(frames=10, steps=1))

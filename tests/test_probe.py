@@ -89,6 +89,34 @@ def test_attentive_probe_finds_one_object_token_among_many():
   assert r0.r2["position"] < 0.3, r0.r2
 
 
+def _moving(n, rng, side=4):
+  """Two time slices of a side x side grid; the same marker sits at cell c0 in slice 0 and c1
+  in slice 1: the target is the motion c1 - c0 (px), which needs to know *when* each token is."""
+  tokens = side * side
+  c0, c1 = rng.integers(0, tokens, n), rng.integers(0, tokens, n)
+  feat = rng.normal(0, 0.1, (n, 2 * tokens, 8)).astype(np.float32)
+  feat[np.arange(n), c0, 0] += 3.0
+  feat[np.arange(n), tokens + c1, 0] += 3.0
+  xy = lambda c: np.stack([c % side, c // side], 1).astype(np.float32) * 8
+  return feat, {"velocity": xy(c1) - xy(c0)}
+
+
+def test_score_coords_let_heads_choose_tokens_by_time():
+  """Without coordinates in the scores both markers score alike, a head pools both slices and
+  keeps only their mean position; with them, heads split by time and read the motion."""
+  rng = np.random.default_rng(6)
+  f_tr, y_tr = _moving(1500, rng)
+  f_te, y_te = _moving(200, rng)
+  kw = dict(steps=300, batch_size=64, lr=1e-2, num_heads=4, hidden=32, grid=(2, 4, 4))
+  with_t = fit_probe(f_tr, y_tr, f_te, y_te, score_coords=True, **kw)
+  without = fit_probe(f_tr, y_tr, f_te, y_te, **kw)
+  assert with_t.r2["velocity"] > 0.9, with_t.r2
+  assert without.r2["velocity"] < 0.5, without.r2
+  with pytest.raises(ValueError, match="score_coords"):
+    fit_probe(f_tr[:8], {"v": y_tr["velocity"][:8]}, f_te[:8], {"v": y_te["velocity"][:8]},
+              steps=1, batch_size=8, lr=1e-3, num_heads=2, score_coords=True)
+
+
 def test_token_coordinates_and_standardisation():
   from jepa_jax.eval.probe import standardize_tokens, token_coordinates
   c = token_coordinates((2, 3))

@@ -64,6 +64,7 @@ def _inputs(seed=0):
 PREDICTORS = {
     "recurrent_residual": lambda: dynamics.RecurrentPredictor(A, hidden=16, cell="residual"),
     "recurrent_gru": lambda: dynamics.RecurrentPredictor(A, hidden=16, cell="gru"),
+    "conv": lambda: dynamics.ConvPredictor(A, width=8, kernels=(3, 3, 1)),
     "transformer": lambda: dynamics.BlockCausalPredictor(A, width=16, depth=2, num_heads=2),
     "transformer_ctx2": lambda: dynamics.BlockCausalPredictor(A, width=16, depth=2, num_heads=2,
                                                               max_context=2),
@@ -145,7 +146,7 @@ def test_frame_causal_mask_hand_case():
   assert dynamics.frame_causal_mask(3, 1).sum() == 6  # lower triangle
 
 
-@pytest.mark.parametrize("name", ["recurrent_residual", "transformer"])
+@pytest.mark.parametrize("name", ["recurrent_residual", "conv", "transformer"])
 def test_rollout_matches_manual_unroll_and_is_causal(name):
   pred = PREDICTORS[name]()
   z, a = _inputs()
@@ -162,10 +163,11 @@ def test_rollout_matches_manual_unroll_and_is_causal(name):
   np.testing.assert_allclose(zs2[:, :3], zs[:, :3], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["recurrent", "transformer"])
+@pytest.mark.parametrize("kind", ["recurrent", "conv", "transformer"])
 def test_stride_and_latent_variable(kind):
   cfg = ml_collections.ConfigDict(dict(kind=kind, hidden=16, depth=1, cell="residual", stride=2,
-                                       latent_dim=3, width=16, num_heads=2, max_context=0))
+                                       latent_dim=3, width=16, num_heads=2, max_context=0,
+                                       kernels=(3, 1)))
   pred = dynamics.make_predictor(cfg, A)
   z, a = _inputs()
   a_chunks = dynamics.chunk_actions(jnp.zeros((B, 4, A)), 2)
@@ -179,6 +181,39 @@ def test_stride_and_latent_variable(kind):
     pred.apply(params, z[:, :2], jnp.zeros((B, 2, A)))
   with pytest.raises(ValueError, match="stride"):
     dynamics.chunk_actions(jnp.zeros((B, 3, A)), 2)
+
+
+def test_conv_predictor_is_local_and_translation_equivariant():
+  """Two 3x3 layers see 2 cells around each cell (1x1 layers add nothing): a change at cell
+  (5, 5) of a 12x12 grid moves the output only within that window, and the same bump two cells
+  further on moves the output by the same amount, two cells further on (same weights
+  everywhere, away from the zero-padded border)."""
+  g, d = 12, 3
+  pred = dynamics.ConvPredictor(A, width=8, kernels=(3, 1, 3))
+  z = jnp.zeros((1, g * g, d))
+  a = jnp.array([[0.7, -0.4]])
+  params = _init(pred, z, a)
+  base = pred.apply(params, z, a, method="step").reshape(g, g, d)
+
+  def response(y, x):
+    bump = z.reshape(1, g, g, d).at[0, y, x].set(1.0).reshape(1, g * g, d)
+    out = pred.apply(params, bump, a, method="step").reshape(g, g, d)
+    return np.asarray(out - base)
+
+  r1, r2 = response(5, 5), response(5, 7)
+  moved = np.abs(r1).sum(-1) > 1e-6
+  ys, xs = np.nonzero(moved)
+  assert (ys.min(), ys.max(), xs.min(), xs.max()) == (3, 7, 3, 7)
+  np.testing.assert_allclose(r2[3:8, 5:10], r1[3:8, 3:8], rtol=1e-5, atol=1e-6)
+
+
+def test_conv_predictor_needs_a_square_grid():
+  pred = dynamics.ConvPredictor(A, width=4, kernels=(3,))
+  with pytest.raises(ValueError, match="square token grid"):
+    pred.init(jax.random.key(0), jnp.zeros((1, 6, D)), jnp.zeros((1, A)))
+  with pytest.raises(ValueError, match="predictor.kernels"):
+    dynamics.ConvPredictor(A, kernels=(2,)).init(jax.random.key(0), jnp.zeros((1, 4, D)),
+                                                 jnp.zeros((1, A)))
 
 
 def test_heads_shapes():

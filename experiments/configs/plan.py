@@ -8,7 +8,8 @@ Presets:
                planner settings (smaller populations).
 
 Keys:
-  world_model.kind  'analytic' (hand-written, reads the images) or 'learned' (+ world_model.workdir)
+  world_model.kind  'analytic' (hand-written, reads the images) or 'learned' (+ world_model.workdir;
+                    several comma-separated run directories plan with their ensemble)
   world_model.probe learned only: frames > 0 fits a position probe at load time and measures the goal
                     energy between probe(z) (px); supervised, off by default (see issue4 notes)
   planners          comma-separated subset of gradient,cem,mppi,hybrid
@@ -22,6 +23,8 @@ Keys:
                     (sigmas in grid cells), so the energy keeps falling far from the goal
   planner           horizon, action_bound (box +-bound), one section per planner;
                     mppi.noise_scales: per-sample multipliers of the noise (wide and narrow samples)
+  hierarchy         enabled: a coarse planner (long macro actions) sets latent subgoals for the
+                    evaluated planner; horizon, action_repeat, subgoal_after, overrides
 """
 
 import ml_collections
@@ -52,6 +55,16 @@ def base() -> ml_collections.ConfigDict:
       mppi=dict(samples=128, iterations=4, temperature=0.5, noise_std=2.0, noise_decay=0.8,
                 noise_scales=(1.0,)),
       hybrid=dict(refine=4, cem=dict(iterations=4), gradient=dict(iterations=20))))
+  # Two-level planning (planning/hierarchical.py): when enabled, every evaluated planner becomes
+  # the fine level under a coarse `planner` whose `horizon` macro actions are each held
+  # `action_repeat` env steps; its predicted latent after `subgoal_after` macro actions is the fine
+  # level's goal. select='tail': the fine level also plans to the goal itself and keeps whichever
+  # plan leads to the cheaper rest of the high-level plan. `overrides` update the coarse
+  # planner's sections of `planner` (e.g. mppi). Off: on Two Rooms it does not beat the flat
+  # planner (MPPI, 100 random-layout episodes: 82 % vs 84 %; BUILD_NOTES session 7).
+  c.hierarchy = ml_collections.ConfigDict(dict(
+      enabled=False, planner='mppi', horizon=5, action_repeat=16, subgoal_after=2, select='tail',
+      overrides=dict(mppi=dict(samples=32, iterations=2))))
   c.world_model = ml_collections.ConfigDict(dict(
       kind='analytic', workdir='', analytic=dict(temperature=1.0, walls=True),
       probe=dict(frames=0, steps=1500, seed=0)))  # learned WM: frames > 0 -> position-probe goal metric

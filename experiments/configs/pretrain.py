@@ -70,11 +70,14 @@ def base() -> ml_collections.ConfigDict:
   # kinds: 'linear' (ridge on the token map, CV strength) and/or 'attentive' (V-JEPA's probe
   # family; steps/batch_size/lr are its training settings, num_heads/hidden its size). The
   # attentive probe needs thousands of videos (with 2000 it overfits: BUILD_NOTES session 4);
-  # the linear one solves an N x N system, so it uses at most linear_max_train of them. See
-  # eval/probe.py.
+  # the linear one solves an N x N system, so it uses at most linear_max_train of them.
+  # score_coords: token coordinates also enter the attentive probe's scores, so a head can pick
+  # tokens by time slice (velocity needs two); README main job's encoder, velocity R2 0.418 ->
+  # 0.484 pretrained, 0.244 -> 0.262 random init (BUILD_NOTES session 7). See eval/probe.py.
   c.probe = ml_collections.ConfigDict(dict(
       enabled=True, kinds="linear,attentive", num_train=8000, linear_max_train=3000,
-      num_test=500, steps=3000, batch_size=128, lr=1e-3, frame=7, num_heads=8, hidden=128))
+      num_test=500, steps=3000, batch_size=128, lr=1e-3, frame=7, num_heads=8, hidden=128,
+      score_coords=True))
   return c
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jepa_jax.envs import two_rooms
@@ -42,16 +43,59 @@ def fit_probe(wm, params, env_cfg: two_rooms.TwoRoomsConfig, frames: int, steps:
   return project
 
 
-def load(workdir: str, env_cfg: two_rooms.TwoRoomsConfig, probe_cfg=None):
-  from jepa_jax.eval.world_models import WorldModel
+def _load_one(workdir: str):
   from jepa_jax.world_model import load_world_model
   wm, params = load_world_model(workdir)
   if wm.stride != 1:
     raise ValueError(f'world model in {workdir} has predictor.stride={wm.stride}: one step consumes '
                      f'{wm.stride} actions; closed-loop planning needs stride 1 (or set '
                      'control.action_repeat to a multiple of the stride and adapt the step)')
+  return wm, params
+
+
+def ensemble(members, obs_shape):
+  """K (encode, step) members -> one (encode, step) on their latents concatenated along the
+  feature axis: z (N, D_1 + ... + D_K). Every member sees the same observations and actions and
+  moves its own slice, so a goal energy on the concatenation sums the members' energies: a plan
+  is cheap only where every member agrees it reaches the goal (one member's error, e.g. passing
+  through a wall, is paid for by the others). Members need the same token count N."""
+  dummy = jax.ShapeDtypeStruct(obs_shape, np.uint8)
+  shapes = [jax.eval_shape(enc, p, dummy).shape for (enc, _, p) in members]
+  if len({s[:-1] for s in shapes}) != 1:
+    raise ValueError(f'world_model.workdir ensemble members have latents {shapes}: they must '
+                     'agree on every axis but the last (same encoder grid)')
+  split_at = np.cumsum([s[-1] for s in shapes])[:-1].tolist()
+
+  def encode(params, obs):
+    return jnp.concatenate([enc(p, obs) for (enc, _, _), p in zip(members, params)], -1)
+
+  def step(params, z, a):
+    parts = jnp.split(z, split_at, axis=-1)
+    return jnp.concatenate([st(p, zk, a) for (_, st, _), p, zk in zip(members, params, parts)], -1)
+
+  return encode, step, tuple(p for (_, _, p) in members)
+
+
+def load(workdir: str, env_cfg: two_rooms.TwoRoomsConfig, probe_cfg=None):
+  """`workdir`: one training run, or several separated by commas (an ensemble, see `ensemble`)."""
+  from jepa_jax.eval.world_models import WorldModel
+  dirs = [d.strip() for d in workdir.split(',') if d.strip()]
+  wants_probe = probe_cfg is not None and int(probe_cfg.get('frames', 0)) > 0
+  if len(dirs) > 1:
+    if wants_probe:
+      raise ValueError('world_model.probe.frames > 0 fits a probe on one model; with an ensemble '
+                       f'(world_model.workdir={workdir!r}) set world_model.probe.frames=0')
+    members = []
+    for d in dirs:
+      wm, params = _load_one(d)
+      members.append((wm.encode, wm.step, params))
+    obs_shape = jax.eval_shape(lambda: two_rooms.render_pos(
+        jnp.zeros(2), two_rooms.sample_layout(jax.random.key(0), env_cfg), env_cfg)).shape
+    encode, step, params = ensemble(members, obs_shape)
+    return WorldModel(f'learned-ensemble-{len(dirs)}', encode, step, params)
+  wm, params = _load_one(dirs[0] if dirs else workdir)
   project = None
-  if probe_cfg is not None and int(probe_cfg.get('frames', 0)) > 0:
+  if wants_probe:
     project = fit_probe(wm, params, env_cfg, int(probe_cfg['frames']), int(probe_cfg['steps']),
                         int(probe_cfg.get('seed', 0)))
   name = 'learned' if project is None else 'learned+probe-metric'

@@ -45,7 +45,8 @@ def probe_encoders(cfg, encoder, encoders: dict, make_source, grid_shape=None) -
       results["attentive"][name] = fit_probe(
           f_tr, targets["train"], f_te, targets["test"], steps=p.steps, batch_size=p.batch_size,
           lr=p.lr, num_heads=p.num_heads, hidden=p.get("hidden", 128),
-          grid=None if grid_shape is None else tuple(grid_shape), seed=cfg.seed,
+          grid=None if grid_shape is None else tuple(grid_shape),
+          score_coords=bool(p.get("score_coords", False)), seed=cfg.seed,
           desc=f"attentive probe, {name}")
     del f_tr, f_te  # the training features are ~1 GB at the default probe sizes
   return results

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from tqdm import tqdm
 
@@ -21,9 +22,12 @@ from jepa_jax.eval import planning_tasks as T
 from jepa_jax.eval.stats import wilson_interval
 from jepa_jax.eval.world_models import WorldModel
 from jepa_jax.planning import costs
-from jepa_jax.planning.closed_loop import ClosedLoopConfig, make_closed_loop, planning_step
-from jepa_jax.planning.factory import make_planner
-from jepa_jax.planning.goal_rollout import with_goal_rollout
+from jepa_jax.planning.closed_loop import (ClosedLoopConfig, make_closed_loop, planning_step,
+                                           repeated_step)
+from jepa_jax.planning.factory import PLANNERS, make_planner
+from jepa_jax.planning.goal_rollout import goal_rollout_cost, with_goal_rollout
+from jepa_jax.planning.hierarchical import HierarchyConfig, make_hierarchical_planner
+from jepa_jax.planning.rollout import trajectory_cost, unroll
 
 LAYOUTS = ('fixed', 'random')
 
@@ -117,6 +121,62 @@ def cost_fn(cfg, project=None):
   return terms[0][1] if len(terms) == 1 else costs.weighted_sum(terms)
 
 
+def _planner(cfg, name: str, planner_cfg, step, cost):
+  if cfg.cost.get('goal_rollout', False):  # compare with the goal's own zero-action rollout
+    return with_goal_rollout(lambda st, co: make_planner(name, planner_cfg, st, co), step, cost)
+  return make_planner(name, planner_cfg, step, cost)
+
+
+def _hierarchical(cfg, hier, wm: WorldModel, cl: ClosedLoopConfig, plan_low, step_low, cost):
+  """The evaluated planner becomes the fine level under a coarse `hierarchy.planner` whose macro
+  actions are held `hierarchy.action_repeat` env steps (planning/hierarchical.py)."""
+  if hier.planner not in PLANNERS:
+    raise ValueError(f'hierarchy.planner={hier.planner!r}: choose from {PLANNERS}')
+  high_cfg = ml_collections.ConfigDict(cfg.planner.to_dict())
+  high_cfg.horizon = int(hier.horizon)
+  for section, values in hier.get('overrides', {}).items():
+    if section not in high_cfg:
+      raise ValueError(f'hierarchy.overrides.{section}: no such planner section; choose from '
+                       f'{PLANNERS}')
+    high_cfg[section].update(values)
+  repeat = int(hier.action_repeat)
+  if repeat <= 0:
+    raise ValueError(f'hierarchy.action_repeat must be a positive int, got {hier.action_repeat!r}')
+  if int(hier.subgoal_after) * repeat > cl.horizon * cl.action_repeat:
+    raise ValueError(f'hierarchy: the subgoal lies subgoal_after * action_repeat = '
+                     f'{int(hier.subgoal_after) * repeat} env steps ahead, beyond the fine '
+                     f'planner\'s lookahead planner.horizon * control.action_repeat = '
+                     f'{cl.horizon * cl.action_repeat}; the fine level could not reach it. Lower '
+                     'hierarchy.subgoal_after or hierarchy.action_repeat')
+  step_high = repeated_step(wm.step, repeat, cl.action_max_norm)
+  plan_high = _planner(cfg, hier.planner, high_cfg, step_high, cost)
+  hcfg = HierarchyConfig(horizon=int(hier.horizon), subgoal_after=int(hier.subgoal_after),
+                         cold_restart=bool(cl.cold_restart))
+  two_scale_cost = None
+  if hier.get('select', 'subgoal') == 'tail':
+    def goal_cost(step, params, z, actions_HA, z_goal):
+      if not cfg.cost.get('goal_rollout', False):
+        return trajectory_cost(step, cost, params, z, z_goal, actions_HA)
+      goal_traj = unroll(step, params, z_goal, jnp.zeros_like(actions_HA))
+      return goal_rollout_cost(cost)(unroll(step, params, z, actions_HA), actions_HA, goal_traj)
+
+    def two_scale_cost(params, z0, fine_HA, tail_HA, z_goal):
+      z_end = jax.tree.map(lambda z: z[-1], unroll(step_low, params, z0, fine_HA))
+      return (goal_cost(step_low, params, z0, fine_HA, z_goal)
+              + goal_cost(step_high, params, z_end, tail_HA, z_goal))
+  elif hier.get('select', 'subgoal') != 'subgoal':
+    raise ValueError(f"hierarchy.select={hier.select!r}: choose 'subgoal' (the fine level aims at "
+                     "the subgoal) or 'tail' (goal- and subgoal-aimed fine plans, the one whose "
+                     "plan plus the high-level tail costs less to the goal is kept)")
+  return make_hierarchical_planner(plan_high, step_high, plan_low, hcfg, cl.action_dim,
+                                   two_scale_cost=two_scale_cost)
+
+
+def planner_label(cfg, planner: str) -> str:
+  hier = cfg.get('hierarchy', None)
+  return f'{planner}+hier' if hier is not None and hier.enabled else planner
+
+
 def build(cfg, wm: WorldModel, planner: str, layout: str):
   """(plan, run_episode, env_cfg, control_cfg). run_episode(params, key, state0, goal_obs)."""
   env_cfg, cl = env_config(cfg, layout), control_config(cfg)
@@ -125,10 +185,11 @@ def build(cfg, wm: WorldModel, planner: str, layout: str):
                      f'max_action_norm={env_cfg.max_action_norm}: the env would clip differently '
                      'from the model; lower control.action_max_norm')
   step, cost = planning_step(wm.step, cl), cost_fn(cfg, wm.project)
-  if cfg.cost.get('goal_rollout', False):  # compare with the goal's own zero-action rollout
-    plan = with_goal_rollout(lambda st, co: make_planner(planner, cfg.planner, st, co), step, cost)
-  else:
-    plan = make_planner(planner, cfg.planner, step, cost)
+  plan = _planner(cfg, planner, cfg.planner, step, cost)
+  hier = cfg.get('hierarchy', None)
+  if hier is not None and hier.enabled:
+    plan = _hierarchical(cfg, hier, wm, cl, plan, step, cost)
+    cl = dataclasses.replace(cl, cold_restart=False)  # the fine level restarts inside the planner
   run = make_closed_loop(wm.encode, plan, lambda s, a: two_rooms.step(s, a, env_cfg),
                          lambda s: two_rooms.render(s, env_cfg), cl)
   return plan, run, env_cfg, cl
@@ -178,7 +239,8 @@ def evaluate(cfg, wm: WorldModel, planner: str, layout: str, progress: bool = Tr
 
   pos, pcost = [], []
   t0 = time.perf_counter()
-  bar = tqdm(range(num_chunks), desc=f'{planner}/{layout}', unit='chunk', disable=not progress,
+  label = planner_label(cfg, planner)
+  bar = tqdm(range(num_chunks), desc=f'{label}/{layout}', unit='chunk', disable=not progress,
              postfix=dict(eps=chunk))
   for i in bar:
     p, c = compiled(wm.params, sl(ep_keys, i), jax.tree.map(lambda x: sl(x, i), tasks_p.state0),
@@ -194,7 +256,7 @@ def evaluate(cfg, wm: WorldModel, planner: str, layout: str, progress: bool = Tr
   goal_N2 = np.asarray(tasks.goal_pos)
   final_dist = np.linalg.norm(pos_NT2[:, -1] - goal_N2, axis=-1)
   latency = _time_one_replan(plan, wm, jax.tree.map(lambda x: x[0], tasks), cl.horizon)
-  return EvalResult(planner=planner, layout=layout, success_N=final_dist < cfg.task.threshold,
+  return EvalResult(planner=label, layout=layout, success_N=final_dist < cfg.task.threshold,
                     final_dist_N=final_dist, pos_NT2=pos_NT2, goal_N2=goal_N2,
                     layout_N2=np.asarray(tasks.state0.layout), plan_cost_NR=np.concatenate(pcost)[:n],
                     compile_s=compile_s, run_s=run_s, replan_latency_s=latency,

@@ -37,11 +37,16 @@ class AttentiveProbe(nn.Module):
   tokens_BND: standardised token features (standardize_tokens). grid: the token grid (e.g.
   (T', H', W')), flattened in the same order as the tokens; its coordinates in [-1, 1] join the
   pooled values. None: no coordinates (position must then be in the features themselves).
+  score_coords: the coordinates also enter the scores, so a head can choose tokens by where and
+  *when* they are (standardisation removed the position code from the features; V-JEPA's probe
+  queries see it through the position embedding). Without it a head pools an object over all
+  time slices, which keeps its mean position and loses its motion.
   """
   out_dim: int
   num_heads: int = 8
   hidden: int = 128
   grid: tuple | None = None
+  score_coords: bool = False
 
   @nn.compact
   def __call__(self, tokens_BND):
@@ -55,8 +60,11 @@ class AttentiveProbe(nn.Module):
       coords_BNG = jnp.broadcast_to(jnp.asarray(coords_NG, tokens_BND.dtype),
                                     (b,) + coords_NG.shape)
       values_BNV = jnp.concatenate([tokens_BND, coords_BNG], -1)
+    if self.score_coords and self.grid is None:
+      raise ValueError("probe.score_coords needs the token grid (grid=None given)")
+    score_in = values_BNV if self.score_coords else tokens_BND
     # A nonlinear score per token breaks the uniform-softmax saddle a linear key sits in.
-    h_BNF = nn.gelu(nn.Dense(self.hidden, name="score_hidden")(tokens_BND))
+    h_BNF = nn.gelu(nn.Dense(self.hidden, name="score_hidden")(score_in))
     logits_BNH = nn.Dense(self.num_heads, name="score")(h_BNF)
     weights_BHN = jax.nn.softmax(jnp.swapaxes(logits_BNH, 1, 2), axis=-1)
     pooled = jnp.einsum("bhn,bnv->bhv", weights_BHN, values_BNV).reshape(b, -1)
@@ -122,7 +130,8 @@ class ProbeResult:
 
 def fit_probe(feat_train, targets_train: dict, feat_test, targets_test: dict, *, steps: int,
               batch_size: int, lr: float, num_heads: int, hidden: int = 128,
-              grid: tuple | None = None, weight_decay: float = 0.05, seed: int = 0,
+              grid: tuple | None = None, score_coords: bool = False,
+              weight_decay: float = 0.05, seed: int = 0,
               desc: str | None = None) -> ProbeResult:
   """Trains one attentive probe jointly on all target groups (e.g. pos and vel).
   desc: shows a progress bar (with ETA) under that name."""
@@ -131,7 +140,8 @@ def fit_probe(feat_train, targets_train: dict, feat_test, targets_test: dict, *,
   y_te = np.concatenate([targets_test[g] for g in groups], 1)
   mu, sd = y_tr.mean(0), y_tr.std(0) + 1e-6
   x_tr, x_te = standardize_tokens(feat_train, feat_test)
-  probe = AttentiveProbe(out_dim=y_tr.shape[1], num_heads=num_heads, hidden=hidden, grid=grid)
+  probe = AttentiveProbe(out_dim=y_tr.shape[1], num_heads=num_heads, hidden=hidden, grid=grid,
+                         score_coords=score_coords)
   params = probe.init(jax.random.key(seed), jnp.asarray(x_tr[:1]))
   warmup = min(100, max(steps // 10, 1))
   tx = optax.adamw(optax.warmup_cosine_decay_schedule(lr / 10, lr, warmup, max(steps, warmup + 1)),

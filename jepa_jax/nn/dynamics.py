@@ -13,6 +13,10 @@ models; both are unused (s = 1, no latent) by the recipes here.
 
 * RecurrentPredictor: one vector per frame (tokens flattened), a gated (GRU-style) or residual
   MLP cell. Markov in z, as in PLDM.
+* ConvPredictor: the token grid as an image, the action broadcast to every cell as extra
+  channels, small convolutions and a zero-initialised residual. Markov, like the recurrent one;
+  its locality and weight sharing make "the agent stops at the wall" one local rule that holds
+  wherever the wall is (PLDM's Two Rooms predictor is convolutional for the same reason).
 * BlockCausalPredictor: V-JEPA 2-AC style transformer over frames, each frame = [action token,
   (latent token), N patch tokens], with a frame-causal attention mask (in every layer a token of
   frame t sees every token of frames t - max_context + 1 .. t, so the receptive field grows by
@@ -93,6 +97,52 @@ class RecurrentPredictor(nn.Module):
     return self.step(z_BTND, a_BTA, latent_BTL)  # Markov: each frame's step is independent
 
 
+class ConvPredictor(nn.Module):
+  """z' = z + delta(z, a): convolutions over the (g, g) token grid (N = g * g) with kernel sizes
+  `kernels` (e.g. (3, 1, 1): one 3x3 layer that sees the neighbouring cells, then per-cell
+  layers), the action chunk and an optional latent broadcast to every cell as extra input
+  channels. Zero padding lets border cells know they are at the border."""
+  action_dim: int
+  width: int = 32
+  kernels: tuple[int, ...] = (3, 1, 1)
+  stride: int = 1
+  latent_dim: int = 0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def step(self, z_ND, a_A, latent_L=None):
+    """Batched over any leading axes: z (..., N, D), a (..., stride * action_dim)."""
+    if a_A.shape[-1] != self.stride * self.action_dim:
+      raise ValueError(f"action chunk has {a_A.shape[-1]} entries, expected predictor.stride * "
+                       f"action_dim = {self.stride * self.action_dim}")
+    if not self.kernels or any(k < 1 or k % 2 == 0 for k in self.kernels):
+      raise ValueError(f"model.predictor.kernels={tuple(self.kernels)}: give >= 1 odd kernel "
+                       "size, e.g. (3, 1, 1)")
+    lead, (n, d) = z_ND.shape[:-2], z_ND.shape[-2:]
+    g = int(round(n ** 0.5))
+    if g * g != n:
+      raise ValueError(f"model.predictor.kind='conv' needs a square token grid, got N={n} "
+                       "tokens; use an encoder with a spatial latent map (encoder.vector=False, "
+                       "pool=1) or predictor.kind='recurrent'")
+    z_XGGD = z_ND.reshape(-1, g, g, d).astype(self.dtype)
+    cond = [a_A.astype(self.dtype)]
+    latent_L = _latent_or_zeros(latent_L, lead, self.latent_dim, self.dtype)
+    if latent_L is not None:
+      cond.append(latent_L)
+    c_XC = jnp.concatenate(cond, -1).reshape(z_XGGD.shape[0], -1)
+    c_XGGC = jnp.broadcast_to(c_XC[:, None, None], (*z_XGGD.shape[:3], c_XC.shape[-1]))
+    h = jnp.concatenate([z_XGGD, c_XGGC], -1)
+    for i, k in enumerate(self.kernels):
+      h = nn.gelu(nn.Conv(self.width, (k, k), padding="SAME", dtype=self.dtype,
+                          name=f"conv{i}")(h))
+    delta = nn.Conv(d, (1, 1), dtype=self.dtype, kernel_init=nn.initializers.zeros,
+                    name="out")(h)
+    return (z_XGGD + delta).reshape(z_ND.shape)
+
+  def __call__(self, z_BTND, a_BTA, latent_BTL=None):
+    return self.step(z_BTND, a_BTA, latent_BTL)  # Markov: each frame's step is independent
+
+
 def frame_causal_mask(num_frames: int, tokens_per_frame: int, max_context: int = 0) -> np.ndarray:
   """(L, L) bool, L = num_frames * tokens_per_frame: query i may attend key j iff
   0 <= frame(i) - frame(j) < max_context (any earlier frame when max_context == 0)."""
@@ -167,7 +217,7 @@ def rollout(predictor: nn.Module, params, z0_BND, a_BHA, latent_BHL=None):
   latent_BHL = None if latent_BHL is None else jnp.asarray(latent_BHL)
   h = a_BHA.shape[1]
   lat = (lambda k: None) if latent_BHL is None else (lambda k: latent_BHL[:, k])
-  if isinstance(predictor, RecurrentPredictor):
+  if isinstance(predictor, (RecurrentPredictor, ConvPredictor)):
     def body(z, k):
       z = predictor.apply(params, z, a_BHA[:, k], lat(k), method="step")
       return z, z
@@ -188,11 +238,14 @@ def rollout(predictor: nn.Module, params, z0_BND, a_BHA, latent_BHL=None):
 
 
 def make_predictor(cfg, action_dim: int) -> nn.Module:
-  """From config.model.predictor (kind: recurrent | transformer)."""
+  """From config.model.predictor (kind: recurrent | conv | transformer)."""
   common = dict(action_dim=action_dim, stride=cfg.stride, latent_dim=cfg.latent_dim)
   if cfg.kind == "recurrent":
     return RecurrentPredictor(hidden=cfg.hidden, depth=cfg.depth, cell=cfg.cell, **common)
+  if cfg.kind == "conv":
+    return ConvPredictor(width=cfg.width, kernels=tuple(cfg.kernels), **common)
   if cfg.kind == "transformer":
     return BlockCausalPredictor(width=cfg.width, depth=cfg.depth, num_heads=cfg.num_heads,
                                 max_context=cfg.max_context, **common)
-  raise ValueError(f"model.predictor.kind={cfg.kind!r}: choose 'recurrent' or 'transformer'")
+  raise ValueError(f"model.predictor.kind={cfg.kind!r}: choose 'recurrent', 'conv' or "
+                   "'transformer'")

@@ -86,13 +86,17 @@ def clipped_step(step_fn: StepFn, max_norm: float | None) -> StepFn:
   return lambda params, z, a_A: step_fn(params, z, clip_norm(a_A, max_norm))
 
 
+def repeated_step(step_fn: StepFn, repeat: int, max_norm: float | None) -> StepFn:
+  """One action held for `repeat` env steps: norm clip, then `repeat` model steps."""
+  step = clipped_step(step_fn, max_norm)
+  if repeat == 1:
+    return step
+  return lambda params, z, a_A: jax.lax.fori_loop(0, repeat, lambda _, z: step(params, z, a_A), z)
+
+
 def planning_step(step_fn: StepFn, cfg: ClosedLoopConfig) -> StepFn:
   """One plan action as the closed loop executes it: norm clip, then `action_repeat` model steps."""
-  step = clipped_step(step_fn, cfg.action_max_norm)
-  r = cfg.action_repeat
-  if r == 1:
-    return step
-  return lambda params, z, a_A: jax.lax.fori_loop(0, r, lambda _, z: step(params, z, a_A), z)
+  return repeated_step(step_fn, cfg.action_repeat, cfg.action_max_norm)
 
 
 def make_closed_loop(encode: EncodeFn, plan: PlanFn, env_step: Callable, observe: Callable,
