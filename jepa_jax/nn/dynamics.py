@@ -43,6 +43,12 @@ def chunk_actions(a_BTA: jax.Array, stride: int) -> jax.Array:
   return a_BTA.reshape(b, t // stride, stride * a)
 
 
+def _check_action_chunk(a, stride: int, action_dim: int) -> None:
+  if a.shape[-1] != stride * action_dim:
+    raise ValueError(f"action chunk has {a.shape[-1]} entries, expected predictor.stride * "
+                     f"action_dim = {stride * action_dim}")
+
+
 def _latent_or_zeros(latent, lead_shape, dim: int, dtype):
   if dim == 0:
     if latent is not None:
@@ -67,9 +73,7 @@ class RecurrentPredictor(nn.Module):
     """Batched over any leading axes: z (..., N, D), a (..., stride * action_dim)."""
     if self.cell not in ("gru", "residual"):
       raise ValueError(f"predictor.cell={self.cell!r}: choose 'gru' or 'residual'")
-    if a_A.shape[-1] != self.stride * self.action_dim:
-      raise ValueError(f"action chunk has {a_A.shape[-1]} entries, expected predictor.stride * "
-                       f"action_dim = {self.stride * self.action_dim}")
+    _check_action_chunk(a_A, self.stride, self.action_dim)
     dense = lambda k, name, **kw: nn.Dense(k, dtype=self.dtype, name=name, **kw)
     lead, (n, d) = z_ND.shape[:-2], z_ND.shape[-2:]
     z_F = z_ND.reshape(*lead, n * d)
@@ -112,9 +116,7 @@ class ConvPredictor(nn.Module):
   @nn.compact
   def step(self, z_ND, a_A, latent_L=None):
     """Batched over any leading axes: z (..., N, D), a (..., stride * action_dim)."""
-    if a_A.shape[-1] != self.stride * self.action_dim:
-      raise ValueError(f"action chunk has {a_A.shape[-1]} entries, expected predictor.stride * "
-                       f"action_dim = {self.stride * self.action_dim}")
+    _check_action_chunk(a_A, self.stride, self.action_dim)
     if not self.kernels or any(k < 1 or k % 2 == 0 for k in self.kernels):
       raise ValueError(f"model.predictor.kernels={tuple(self.kernels)}: give >= 1 odd kernel "
                        "size, e.g. (3, 1, 1)")
@@ -173,9 +175,7 @@ class BlockCausalPredictor(nn.Module):
     b, t, n, d = z_BTND.shape
     if t > self.max_frames:
       raise ValueError(f"{t} frames exceed predictor.max_frames={self.max_frames}")
-    if a_BTA.shape[-1] != self.stride * self.action_dim:
-      raise ValueError(f"action chunk has {a_BTA.shape[-1]} entries, expected predictor.stride "
-                       f"* action_dim = {self.stride * self.action_dim}")
+    _check_action_chunk(a_BTA, self.stride, self.action_dim)
     dense = lambda k, name, **kw: nn.Dense(k, dtype=self.dtype, name=name, **kw)
     x_BTNW = dense(self.width, "patch_in")(z_BTND.astype(self.dtype))
     x_BTNW = x_BTNW + self.param("pos_patch", nn.initializers.normal(0.02), (n, self.width))

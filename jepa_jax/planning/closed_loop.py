@@ -99,6 +99,15 @@ def planning_step(step_fn: StepFn, cfg: ClosedLoopConfig) -> StepFn:
   return repeated_step(step_fn, cfg.action_repeat, cfg.action_max_norm)
 
 
+def warm_and_cold(plan: PlanFn, params, z0, z_goal, key_warm, key_cold, init_plan_HA):
+  """Two searches, one from `init_plan_HA` and one from an all-zero plan -> (the cheaper plan,
+  its cost)."""
+  warm_HA, warm = plan(params, z0, z_goal, key_warm, init_plan_HA)
+  cold_HA, cold = plan(params, z0, z_goal, key_cold, jnp.zeros_like(init_plan_HA))
+  better = cold['cost'] < warm['cost']
+  return jnp.where(better, cold_HA, warm_HA), jnp.minimum(cold['cost'], warm['cost'])
+
+
 def make_closed_loop(encode: EncodeFn, plan: PlanFn, env_step: Callable, observe: Callable,
                      cfg: ClosedLoopConfig):
   """run(params, key, state0, goal_obs) -> Episode. Pure; jit it, vmap it over episodes.
@@ -114,12 +123,12 @@ def make_closed_loop(encode: EncodeFn, plan: PlanFn, env_step: Callable, observe
     def block(carry, key_b):
       state, plan_HA = carry
       z0 = encode(params, observe(state))  # the planner's only view of the world
-      actions_HA, info = plan(params, z0, z_goal, key_b, plan_HA)
       if cfg.cold_restart:  # a second search that does not start pressed into whatever held us
-        cold_HA, cold_info = plan(params, z0, z_goal, jax.random.fold_in(key_b, 1), jnp.zeros_like(plan_HA))
-        better = cold_info['cost'] < info['cost']
-        actions_HA = jnp.where(better, cold_HA, actions_HA)
-        info = dict(cost=jnp.minimum(cold_info['cost'], info['cost']))
+        actions_HA, cost = warm_and_cold(plan, params, z0, z_goal, key_b,
+                                         jax.random.fold_in(key_b, 1), plan_HA)
+        info = dict(cost=cost)
+      else:
+        actions_HA, info = plan(params, z0, z_goal, key_b, plan_HA)
       exec_KA = jnp.repeat(clip_norm(actions_HA[:k], cfg.action_max_norm), r, axis=0)
 
       def act(s, a_A):
