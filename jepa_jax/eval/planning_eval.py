@@ -25,7 +25,7 @@ from jepa_jax.planning import costs
 from jepa_jax.planning.closed_loop import (ClosedLoopConfig, make_closed_loop, planning_step,
                                            repeated_step)
 from jepa_jax.planning.factory import PLANNERS, make_planner
-from jepa_jax.planning.goal_rollout import goal_rollout_cost, with_goal_rollout
+from jepa_jax.planning.goal_rollout import goal_rollout_trajectory_cost, with_goal_rollout
 from jepa_jax.planning.hierarchical import HierarchyConfig, make_hierarchical_planner
 from jepa_jax.planning.rollout import trajectory_cost, unroll
 
@@ -155,10 +155,9 @@ def _hierarchical(cfg, hier, wm: WorldModel, cl: ClosedLoopConfig, plan_low, ste
   two_scale_cost = None
   if hier.get('select', 'subgoal') == 'tail':
     def goal_cost(step, params, z, actions_HA, z_goal):
-      if not cfg.cost.get('goal_rollout', False):
-        return trajectory_cost(step, cost, params, z, z_goal, actions_HA)
-      goal_traj = unroll(step, params, z_goal, jnp.zeros_like(actions_HA))
-      return goal_rollout_cost(cost)(unroll(step, params, z, actions_HA), actions_HA, goal_traj)
+      cost_of = (goal_rollout_trajectory_cost if cfg.cost.get('goal_rollout', False)
+                 else trajectory_cost)
+      return cost_of(step, cost, params, z, z_goal, actions_HA)
 
     def two_scale_cost(params, z0, fine_HA, tail_HA, z_goal):
       z_end = jax.tree.map(lambda z: z[-1], unroll(step_low, params, z0, fine_HA))

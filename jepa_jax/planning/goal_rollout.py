@@ -33,6 +33,18 @@ def goal_rollout_cost(cost_fn: CostFn) -> CostFn:
   return cost
 
 
+def unroll_goal(step_fn: StepFn, params, z_goal, actions_HA):
+  """The goal's own rollout under zero actions, as many steps as `actions_HA` has (H+1 entries,
+  goal first): the target trajectory of `goal_rollout_cost`."""
+  return unroll(step_fn, params, z_goal, jnp.zeros(jnp.shape(actions_HA), jnp.float32))
+
+
+def goal_rollout_trajectory_cost(step_fn: StepFn, cost_fn: CostFn, params, z0, z_goal, actions_HA):
+  """`trajectory_cost` with the drift-corrected cost: unrolls the plan and the goal."""
+  return goal_rollout_cost(cost_fn)(unroll(step_fn, params, z0, actions_HA), actions_HA,
+                                    unroll_goal(step_fn, params, z_goal, actions_HA))
+
+
 def with_goal_rollout(make_plan, step_fn: StepFn, cost_fn: CostFn):
   """plan(params, z0, z_goal, key, init_plan_HA) built by `make_plan(step_fn, cost)` on the
   drift-corrected cost; it takes the encoded goal like any planner and unrolls it itself, over
@@ -40,8 +52,6 @@ def with_goal_rollout(make_plan, step_fn: StepFn, cost_fn: CostFn):
   plan = make_plan(step_fn, goal_rollout_cost(cost_fn))
 
   def plan_to_goal(params, z0, z_goal, key, init_plan_HA):
-    zeros_HA = jnp.zeros(jnp.shape(init_plan_HA), jnp.float32)
-    goal_traj = unroll(step_fn, params, z_goal, zeros_HA)
-    return plan(params, z0, goal_traj, key, init_plan_HA)
+    return plan(params, z0, unroll_goal(step_fn, params, z_goal, init_plan_HA), key, init_plan_HA)
 
   return plan_to_goal
