@@ -55,7 +55,7 @@ def score_pairs(model, bench, s):
   are shared, so reporting both costs nothing)."""
   frames = np.concatenate([bench["possible"], bench["impossible"]])
   scores_NKC, starts = surprise.window_scores(model, frames, s.stride, tuple(s.context_frames),
-                                              s.batch_size)
+                                              s.batch_size, progress=True)
   p = len(bench["possible"])
   out = {"starts": starts}
   for how in surprise.AGGREGATES:
@@ -93,20 +93,13 @@ def main(argv):
   if jepa.data_source(pcfg) != "physics":
     raise ValueError(f"--pretrained={pre_dir} was trained on config.data.source="
                      f"{pcfg.data.source!r}; the benchmark needs a V-JEPA of physics videos")
-  if pcfg.loss.get("target_norm", "layer") != "layer":
-    raise ValueError(f"--pretrained={pre_dir} was trained with config.loss.target_norm="
-                     f"{pcfg.loss.target_norm!r}; surprise compares layer-normed targets (the "
-                     "V-JEPA default), so use a model pretrained with target_norm='layer'")
   physics = jepa.physics_config(pcfg)
-  window, size = physics.num_frames, physics.size
-  tubelet = int(pcfg.model.patch_size[0])
-  frame_shape = (size, size, 3)
-  window_error = surprise.jepa_window_error(models, models.grid_shape, tubelet)
+  vjepa = pretrained.surprise_model(pcfg, models, params)
+  window, frame_shape, tubelet = vjepa.window, vjepa.frame_shape, vjepa.tubelet
   surprise_models = {
-      "vjepa": surprise.SurpriseModel(window_error, params, window, frame_shape, tubelet),
-      "random_init": surprise.SurpriseModel(
-          window_error, pretrained.random_init_params(models, pcfg, cfg.random_init_seed),
-          window, frame_shape, tubelet)}
+      "vjepa": vjepa,
+      "random_init": dataclasses.replace(
+          vjepa, params=pretrained.random_init_params(models, pcfg, cfg.random_init_seed))}
   pixel_history = []
   if cfg.pixel.enabled:
     t0 = time.time()

@@ -9,6 +9,7 @@ import os
 import jax
 import ml_collections
 
+from jepa_jax.eval import surprise
 from jepa_jax.train import checkpoint as ckpt
 from jepa_jax.train import pretrain as jepa
 
@@ -55,3 +56,20 @@ def random_init_params(models, cfg, seed: int):
   state = jepa.init_state(models, cfg, jax.random.key(seed), example, 1)
   return {"encoder": state.params["encoder"], "predictor": state.params["predictor"],
           "target_encoder": state.target_params["encoder"]}
+
+
+def surprise_model(cfg, models, params) -> surprise.SurpriseModel:
+  """The V-JEPA latent surprise of a loaded pretraining run: windows of the clip length it was
+  trained on, frames of its input shape, context lengths in whole tubelets."""
+  if cfg.data.get("modality", "video") != "video":
+    raise ValueError("surprise needs a video V-JEPA; this run was pretrained with "
+                     f"config.data.modality={cfg.data.modality!r}")
+  if cfg.loss.get("target_norm", "layer") != "layer":
+    raise ValueError(f"this run was pretrained with config.loss.target_norm="
+                     f"{cfg.loss.target_norm!r}; surprise compares layer-normed targets (the "
+                     "V-JEPA default), so use a model pretrained with target_norm='layer'")
+  window, height, width = jepa.input_shape(cfg)
+  tubelet = int(cfg.model.patch_size[0])
+  return surprise.SurpriseModel(surprise.jepa_window_error(models, models.grid_shape, tubelet),
+                                params, window, (height, width, jepa.input_channels(cfg)),
+                                tubelet)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from jepa_jax import losses
 
@@ -115,7 +116,7 @@ def _jitted(window_error):
 
 
 def window_scores(model: SurpriseModel, frames_NTHWC, stride: int, context_frames,
-                  batch_size: int = 32):
+                  batch_size: int = 32, progress: bool = False):
   """-> (scores_NKC float32, starts_K): the error of every window k and context length c.
   Windows are scored in fixed-size batches (the last one padded), so one compile per context."""
   frames_NTHWC = check_frames(frames_NTHWC, model)
@@ -125,7 +126,8 @@ def window_scores(model: SurpriseModel, frames_NTHWC, stride: int, context_frame
   pairs = [(i, s) for i in range(n) for s in starts]
   fn = _jitted(model.window_error)
   out = np.zeros((len(pairs), len(context_frames)), np.float32)
-  for b0 in range(0, len(pairs), batch_size):
+  batches = range(0, len(pairs), batch_size)
+  for b0 in tqdm(batches, desc="surprise", unit="batch", disable=not progress):
     chunk = pairs[b0:b0 + batch_size]
     idx = chunk + [chunk[-1]] * (batch_size - len(chunk))
     clips = np.stack([frames_NTHWC[i, s:s + model.window] for i, s in idx])
@@ -145,8 +147,8 @@ def aggregate(scores_NKC, how: str = "max"):
 
 
 def surprise(model: SurpriseModel, frames_NTHWC, stride: int, context_frames,
-             how: str = "max", batch_size: int = 32) -> dict:
+             how: str = "max", batch_size: int = 32, progress: bool = False) -> dict:
   """One call: {'video': (N,), 'per_window': (N, K), 'per_context': (N, K, C), 'starts': (K,)}."""
-  scores, starts = window_scores(model, frames_NTHWC, stride, context_frames, batch_size)
+  scores, starts = window_scores(model, frames_NTHWC, stride, context_frames, batch_size, progress)
   video, per_window = aggregate(scores, how)
   return {"video": video, "per_window": per_window, "per_context": scores, "starts": starts}

@@ -1,0 +1,124 @@
+"""Scoring a user's own videos (eval/video_surprise.py, scripts/score_surprise.py): file loading
+and its errors, the model checks, hand-checked scores, and the script end to end on a checkpoint."""
+
+import importlib.util
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jepa_jax.eval import surprise as sp
+from jepa_jax.eval import video_surprise as vs
+
+_SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "score_surprise.py")
+
+
+def _script():
+  spec = importlib.util.spec_from_file_location("score_surprise", _SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _mean_after_context(params, clips_BWHWC, context_frames):
+  del params
+  return jnp.mean(clips_BWHWC[:, context_frames:].astype(jnp.float32), axis=(1, 2, 3, 4))
+
+
+STUB = sp.SurpriseModel(_mean_after_context, None, window=4, frame_shape=(2, 2, 1), tubelet=2)
+
+
+def test_one_video_gets_a_batch_axis_and_floats_are_scaled():
+  one = np.full((5, 2, 2, 1), 0.5, np.float32)
+  out = vs.to_uint8_videos(one)
+  assert out.shape == (1, 5, 2, 2, 1) and out.dtype == np.uint8 and int(out.max()) == 128
+
+
+@pytest.mark.parametrize("array, match", [
+    (np.zeros((2, 2, 2), np.uint8), r"\(N, T, H, W, C\)"),
+    (np.full((1, 4, 2, 2, 1), 2.0, np.float32), r"\[0, 1\]"),
+    (np.zeros((1, 4, 2, 2, 1), np.int16), "dtype int16"),
+])
+def test_bad_arrays_are_named(array, match):
+  with pytest.raises(ValueError, match=match):
+    vs.to_uint8_videos(array)
+
+
+def test_load_videos_from_npy_and_npz(tmp_path):
+  frames = np.arange(2 * 4 * 2 * 2, dtype=np.uint8).reshape(2, 4, 2, 2, 1)
+  np.save(tmp_path / "a.npy", frames)
+  np.savez(tmp_path / "b.npz", frames=frames, other=np.zeros(3))
+  np.savez(tmp_path / "c.npz", clips=frames)
+  for name in ("a.npy", "b.npz", "c.npz"):
+    np.testing.assert_array_equal(vs.load_videos(str(tmp_path / name)), frames)
+  np.savez(tmp_path / "d.npz", x=frames, y=frames)
+  with pytest.raises(ValueError, match=r"\['x', 'y'\].*--key"):
+    vs.load_videos(str(tmp_path / "d.npz"))
+  np.testing.assert_array_equal(vs.load_videos(str(tmp_path / "d.npz"), key="y"), frames)
+  with pytest.raises(FileNotFoundError, match="no such file"):
+    vs.load_videos(str(tmp_path / "missing.npy"))
+  (tmp_path / "e.txt").write_text("0")
+  with pytest.raises(ValueError, match=".npy or .npz"):
+    vs.load_videos(str(tmp_path / "e.txt"))
+
+
+def test_model_checks_say_what_to_change():
+  with pytest.raises(ValueError, match=r"\(3, 3, 1\).*pretrained on \(2, 2, 1\).*resize"):
+    vs.check_against_model(np.zeros((1, 4, 3, 3, 1), np.uint8), STUB)
+  with pytest.raises(ValueError, match="3 frames.*at least 4"):
+    vs.check_against_model(np.zeros((1, 3, 2, 2, 1), np.uint8), STUB)
+
+
+def test_scores_by_hand():
+  # video 0: frame t has value t; video 1: constant 7. Windows of 4 frames at stride 2 over 8
+  # frames start at 0, 2, 4; context 2 -> mean of frames s+2, s+3.
+  frames = np.zeros((2, 8, 2, 2, 1), np.uint8)
+  frames[0] = np.arange(8, dtype=np.uint8)[:, None, None, None]
+  frames[1] = 7
+  out = vs.score(STUB, frames, stride=2, context_frames=(2,), how="max", batch_size=2)
+  np.testing.assert_allclose(out["per_window"], [[2.5, 4.5, 6.5], [7, 7, 7]])
+  np.testing.assert_allclose(out["video"], [6.5, 7.0])
+  np.testing.assert_array_equal(out["window_end_frames"], [3, 5, 7])
+
+
+def _debug_checkpoint(tmp_path, cfg):
+  from jepa_jax.train import checkpoint as ckpt
+  from jepa_jax.train import pretrain as jepa
+  models = jepa.make_models(cfg)
+  example = jepa.dummy_batch(cfg, jepa.make_maskers(cfg, models.grid_shape), 1)
+  state = jepa.init_state(models, cfg, jax.random.key(0), example, cfg.total_steps)
+  manager = ckpt.make_manager(str(tmp_path / "pre" / "checkpoints"), 1, 1, async_save=False)
+  ckpt.save(manager, 2, state, None, cfg, force=True)
+  manager.wait_until_finished()
+  manager.close()
+  return str(tmp_path / "pre")
+
+
+def test_script_scores_a_file_and_keeps_earlier_results(tmp_path, cfg):
+  pre = _debug_checkpoint(tmp_path, cfg)
+  t, size = cfg.data.physics.num_frames, cfg.data.physics.size  # debug: 4 x 32 x 32
+  videos = np.random.default_rng(0).integers(0, 256, (3, t + 4, size, size, 3), np.uint8)
+  np.save(tmp_path / "videos.npy", videos)
+  script, out = _script(), str(tmp_path / "out")
+  written = script.run(pre, str(tmp_path / "videos.npy"), out, stride=2, random_init=0,
+                       batch_size=4, progress=False)
+  assert set(written) == {"vjepa", "random_init"}
+  result = json.loads(open(os.path.join(out, "surprise.json")).read())
+  assert result["num_videos"] == 3 and result["pretrained_step"] == 2
+  assert result["context_frames"] == [cfg.model.patch_size[0]]  # half the 4-frame window
+  assert result["window_end_frames"] == [3, 5, 7]
+  assert all(len(v["per_window"]) == 3 and v["score"] == pytest.approx(max(v["per_window"]))
+             for v in result["videos"])
+  assert os.path.getsize(os.path.join(out, "surprise_curves.png")) > 1000
+  assert os.path.isfile(os.path.join(out, "random_init", "surprise.json"))
+  before = open(os.path.join(out, "surprise.json")).read()
+  with pytest.raises(FileExistsError, match="--overwrite"):
+    script.run(pre, str(tmp_path / "videos.npy"), out, stride=2, progress=False)
+  assert open(os.path.join(out, "surprise.json")).read() == before
+  np.save(tmp_path / "small.npy", videos[:, :, :16, :16])
+  with pytest.raises(ValueError, match="resize"):
+    script.run(pre, str(tmp_path / "small.npy"), str(tmp_path / "out2"), progress=False)
+  assert not os.path.exists(tmp_path / "out2")
