@@ -15,7 +15,7 @@ import dataclasses
 import os
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 import numpy as np
 
 from jepa_jax.eval import pretrained, surprise, video_surprise
@@ -47,7 +47,10 @@ def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride:
         context_frames=(), how: str = "max", batch_size: int = 32, random_init: int = -1,
         plot_max: int = 12, overwrite: bool = False, progress: bool = True) -> dict:
   """Scores the videos with each model; returns {model name: paths written}."""
-  frames = video_surprise.load_videos(videos, key)  # fail on a bad file before loading a model
+  targets = [out] + ([os.path.join(out, "random_init")] if random_init >= 0 else [])
+  for target in targets:  # fail before any work: existing results, then a bad file
+    video_surprise.check_writable(target, overwrite)
+  frames = video_surprise.load_videos(videos, key)
   cfg, models, params, step = pretrained.load_pretrained(pretrained_dir)
   vjepa = pretrained.surprise_model(cfg, models, params)
   video_surprise.check_against_model(frames, vjepa)
@@ -77,6 +80,8 @@ def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride:
 
 def main(argv):
   del argv
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   run(_PRETRAINED.value, _VIDEOS.value, _OUT.value, _KEY.value, _STRIDE.value, _CONTEXT.value,
       _AGGREGATE.value, _BATCH.value, _RANDOM_INIT.value, _PLOT_MAX.value, _OVERWRITE.value)
 

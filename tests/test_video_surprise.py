@@ -115,8 +115,8 @@ def test_script_scores_a_file_and_keeps_earlier_results(tmp_path, cfg):
   assert os.path.getsize(os.path.join(out, "surprise_curves.png")) > 1000
   assert os.path.isfile(os.path.join(out, "random_init", "surprise.json"))
   before = open(os.path.join(out, "surprise.json")).read()
-  with pytest.raises(FileExistsError, match="--overwrite"):
-    script.run(pre, str(tmp_path / "videos.npy"), out, stride=2, progress=False)
+  with pytest.raises(FileExistsError, match="--overwrite"):  # refused before the model loads
+    script.run("no_such_workdir", str(tmp_path / "videos.npy"), out, stride=2, progress=False)
   assert open(os.path.join(out, "surprise.json")).read() == before
   np.save(tmp_path / "small.npy", videos[:, :, :16, :16])
   with pytest.raises(ValueError, match="resize"):

@@ -88,15 +88,21 @@ def score(model: surprise.SurpriseModel, frames_NTHWC, stride: int, context_fram
   return out
 
 
+def check_writable(out_dir: str, overwrite: bool) -> None:
+  """Earlier results are never replaced silently (call before the work, not after)."""
+  path = os.path.join(out_dir, RESULTS_FILE)
+  if not overwrite and os.path.exists(path):
+    raise FileExistsError(f"{path} exists (an earlier scoring); choose another --out or pass "
+                          "--overwrite")
+
+
 def write_results(out_dir: str, result: dict, meta: dict, overwrite: bool = False,
                   plot_max: int = 12) -> dict:
   """surprise.json (meta + per video: score, per-window curve) and surprise_curves.png.
   Refuses to replace earlier results unless `overwrite`."""
+  check_writable(out_dir, overwrite)
   os.makedirs(out_dir, exist_ok=True)
   paths = {"json": os.path.join(out_dir, RESULTS_FILE), "plot": os.path.join(out_dir, PLOT_FILE)}
-  if not overwrite and os.path.exists(paths["json"]):
-    raise FileExistsError(f"{paths['json']} exists (an earlier scoring); choose another --out or "
-                          "pass --overwrite")
   ends = [int(e) for e in result["window_end_frames"]]
   videos = [{"index": i, "score": float(result["video"][i]),
              "per_window": [float(v) for v in result["per_window"][i]]}
