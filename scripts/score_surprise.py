@@ -53,7 +53,7 @@ def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride:
   frames = video_surprise.load_videos(videos, key)
   cfg, models, params, step = pretrained.load_pretrained(pretrained_dir)
   vjepa = pretrained.surprise_model(cfg, models, params)
-  video_surprise.check_against_model(frames, vjepa)
+  surprise.check_frames(frames, vjepa)  # before the random-init baseline is built
   contexts = tuple(int(c) for c in context_frames) or default_context(vjepa)
   scorers = {"vjepa": vjepa}
   if random_init >= 0:

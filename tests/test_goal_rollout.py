@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from jepa_jax import planning as P
-from jepa_jax.planning.goal_rollout import (goal_rollout_cost, goal_rollout_trajectory_cost,
-                                             with_goal_rollout)
+from jepa_jax.planning.goal_rollout import corrected_cost, goal_rollout_cost, with_goal_rollout
 
 H, D, A = 6, 4, 2
 RNG = np.random.default_rng(0)
@@ -54,10 +53,10 @@ def test_corrected_cost_by_hand_on_a_pytree_latent():
   assert float(goal_rollout_cost(cost)(z_traj, acts, goal_traj)) == pytest.approx(17.0)
 
 
-def test_trajectory_cost_on_drifting_model_equals_plain_cost_on_drift_free_model():
+def test_corrected_cost_on_drifting_model_equals_plain_cost_on_drift_free_model():
   z0, g = (jnp.asarray(RNG.standard_normal(D), jnp.float32) for _ in range(2))
   acts = jnp.asarray(RNG.standard_normal((H, A)), jnp.float32)
-  corrected = goal_rollout_trajectory_cost(drifting, COST, PARAMS, z0, g, acts)
+  corrected = corrected_cost(drifting, COST, PARAMS, P.unroll(drifting, PARAMS, z0, acts), acts, g)
   plain = P.trajectory_cost(integrator, COST, PARAMS, z0, g, acts)
   np.testing.assert_allclose(corrected, plain, rtol=1e-5)
   assert float(P.trajectory_cost(drifting, COST, PARAMS, z0, g, acts)) != pytest.approx(

@@ -67,9 +67,9 @@ def test_load_videos_from_npy_and_npz(tmp_path):
 
 def test_model_checks_say_what_to_change():
   with pytest.raises(ValueError, match=r"\(3, 3, 1\).*pretrained on \(2, 2, 1\).*resize"):
-    vs.check_against_model(np.zeros((1, 4, 3, 3, 1), np.uint8), STUB)
+    sp.check_frames(np.zeros((1, 4, 3, 3, 1), np.uint8), STUB)
   with pytest.raises(ValueError, match="3 frames.*at least 4"):
-    vs.check_against_model(np.zeros((1, 3, 2, 2, 1), np.uint8), STUB)
+    sp.check_frames(np.zeros((1, 3, 2, 2, 1), np.uint8), STUB)
 
 
 def test_scores_by_hand():

@@ -25,9 +25,9 @@ from jepa_jax.planning import costs
 from jepa_jax.planning.closed_loop import (ClosedLoopConfig, make_closed_loop, planning_step,
                                            repeated_step)
 from jepa_jax.planning.factory import PLANNERS, make_planner
-from jepa_jax.planning.goal_rollout import goal_rollout_trajectory_cost, with_goal_rollout
+from jepa_jax.planning.goal_rollout import corrected_cost, with_goal_rollout
 from jepa_jax.planning.hierarchical import HierarchyConfig, make_hierarchical_planner
-from jepa_jax.planning.rollout import trajectory_cost, unroll
+from jepa_jax.planning.rollout import unroll
 
 LAYOUTS = ('fixed', 'random')
 
@@ -154,15 +154,16 @@ def _hierarchical(cfg, hier, wm: WorldModel, cl: ClosedLoopConfig, plan_low, ste
                          cold_restart=bool(cl.cold_restart))
   two_scale_cost = None
   if hier.get('select', 'subgoal') == 'tail':
-    def goal_cost(step, params, z, actions_HA, z_goal):
-      cost_of = (goal_rollout_trajectory_cost if cfg.cost.get('goal_rollout', False)
-                 else trajectory_cost)
-      return cost_of(step, cost, params, z, z_goal, actions_HA)
+    def goal_cost(step, params, z_traj, actions_HA, z_goal):
+      if cfg.cost.get('goal_rollout', False):
+        return corrected_cost(step, cost, params, z_traj, actions_HA, z_goal)
+      return cost(z_traj, actions_HA, z_goal)
 
     def two_scale_cost(params, z0, fine_HA, tail_HA, z_goal):
-      z_end = jax.tree.map(lambda z: z[-1], unroll(step_low, params, z0, fine_HA))
-      return (goal_cost(step_low, params, z0, fine_HA, z_goal)
-              + goal_cost(step_high, params, z_end, tail_HA, z_goal))
+      fine = unroll(step_low, params, z0, fine_HA)  # unrolled once: its cost and the tail's start
+      tail = unroll(step_high, params, jax.tree.map(lambda z: z[-1], fine), tail_HA)
+      return (goal_cost(step_low, params, fine, fine_HA, z_goal)
+              + goal_cost(step_high, params, tail, tail_HA, z_goal))
   elif hier.get('select', 'subgoal') != 'subgoal':
     raise ValueError(f"hierarchy.select={hier.select!r}: choose 'subgoal' (the fine level aims at "
                      "the subgoal) or 'tail' (goal- and subgoal-aimed fine plans, the one whose "

@@ -92,10 +92,16 @@ def check_frames(frames_NTHWC, model: SurpriseModel):
     raise ValueError(f"frames must be {expected}; got shape {frames_NTHWC.shape}")
   if frames_NTHWC.dtype != np.uint8:
     raise ValueError(f"frames must be {expected}; got dtype {frames_NTHWC.dtype}")
-  if tuple(frames_NTHWC.shape[2:]) != tuple(model.frame_shape):
-    raise ValueError(f"frames must be {expected}; got shape {frames_NTHWC.shape}")
+  got, want = tuple(frames_NTHWC.shape[2:]), tuple(model.frame_shape)
+  if got != want:
+    raise ValueError(f"frames must be {expected}; got shape {frames_NTHWC.shape}: the frames are "
+                     f"{got} (H, W, C) but the model was pretrained on {want}: resize the frames "
+                     f"to {want[0]}x{want[1]} with {want[2]} channels, or pretrain a model at this "
+                     "size (config.data.physics.size)")
   if frames_NTHWC.shape[1] < model.window:
-    raise ValueError(f"frames must be {expected}; got {frames_NTHWC.shape[1]} frames")
+    raise ValueError(f"frames must be {expected}; got {frames_NTHWC.shape[1]} frames; the model "
+                     f"predicts windows of {model.window} frames (its pretraining clip length), "
+                     f"so each video needs at least {model.window}")
   return frames_NTHWC
 
 

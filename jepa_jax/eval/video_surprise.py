@@ -64,26 +64,10 @@ def load_videos(path: str, key: str = "frames") -> np.ndarray:
   return to_uint8_videos(array, f"--videos={path}")
 
 
-def check_against_model(frames_NTHWC: np.ndarray, model: surprise.SurpriseModel) -> None:
-  """A shape error that says what the model was pretrained on and what to change."""
-  want = tuple(model.frame_shape)
-  got = tuple(frames_NTHWC.shape[2:])
-  if got != want:
-    raise ValueError(f"the videos' frames are {got} (H, W, C) but the model was pretrained on "
-                     f"{want}: resize the frames to {want[0]}x{want[1]} with {want[2]} channels, "
-                     "or pretrain a model at this size (config.data.physics.size)")
-  if frames_NTHWC.shape[1] < model.window:
-    raise ValueError(f"the videos have {frames_NTHWC.shape[1]} frames; the model predicts "
-                     f"windows of {model.window} frames (its pretraining clip length), so each "
-                     f"video needs at least {model.window}")
-
-
 def score(model: surprise.SurpriseModel, frames_NTHWC, stride: int, context_frames,
           how: str = "max", batch_size: int = 32, progress: bool = False) -> dict:
-  frames_NTHWC = to_uint8_videos(frames_NTHWC)
-  check_against_model(frames_NTHWC, model)
-  out = surprise.surprise(model, frames_NTHWC, stride, context_frames, how, batch_size,
-                          progress=progress)
+  out = surprise.surprise(model, to_uint8_videos(frames_NTHWC), stride, context_frames, how,
+                          batch_size, progress=progress)
   out["window_end_frames"] = out["starts"] + model.window - 1
   return out
 

@@ -99,10 +99,13 @@ def planning_step(step_fn: StepFn, cfg: ClosedLoopConfig) -> StepFn:
   return repeated_step(step_fn, cfg.action_repeat, cfg.action_max_norm)
 
 
-def warm_and_cold(plan: PlanFn, params, z0, z_goal, key_warm, key_cold, init_plan_HA):
-  """Two searches, one from `init_plan_HA` and one from an all-zero plan -> (the cheaper plan,
-  its cost)."""
+def search(plan: PlanFn, params, z0, z_goal, key_warm, key_cold, init_plan_HA,
+           cold_restart: bool):
+  """A search from `init_plan_HA` (the warm start) and, with `cold_restart`, a second one from an
+  all-zero plan -> (the cheaper plan, its cost). `key_cold` is unused without the restart."""
   warm_HA, warm = plan(params, z0, z_goal, key_warm, init_plan_HA)
+  if not cold_restart:
+    return warm_HA, warm['cost']
   cold_HA, cold = plan(params, z0, z_goal, key_cold, jnp.zeros_like(init_plan_HA))
   better = cold['cost'] < warm['cost']
   return jnp.where(better, cold_HA, warm_HA), jnp.minimum(cold['cost'], warm['cost'])
@@ -123,12 +126,9 @@ def make_closed_loop(encode: EncodeFn, plan: PlanFn, env_step: Callable, observe
     def block(carry, key_b):
       state, plan_HA = carry
       z0 = encode(params, observe(state))  # the planner's only view of the world
-      if cfg.cold_restart:  # a second search that does not start pressed into whatever held us
-        actions_HA, cost = warm_and_cold(plan, params, z0, z_goal, key_b,
-                                         jax.random.fold_in(key_b, 1), plan_HA)
-        info = dict(cost=cost)
-      else:
-        actions_HA, info = plan(params, z0, z_goal, key_b, plan_HA)
+      # cold_restart: a second search that does not start pressed into whatever held us
+      actions_HA, cost = search(plan, params, z0, z_goal, key_b, jax.random.fold_in(key_b, 1),
+                                plan_HA, cfg.cold_restart)
       exec_KA = jnp.repeat(clip_norm(actions_HA[:k], cfg.action_max_norm), r, axis=0)
 
       def act(s, a_A):
@@ -136,7 +136,7 @@ def make_closed_loop(encode: EncodeFn, plan: PlanFn, env_step: Callable, observe
         return s, s
 
       state, states_K = jax.lax.scan(act, state, exec_KA)
-      return (state, shift_plan(actions_HA, k, cfg.shift_fill)), (states_K, exec_KA, info['cost'], z0)
+      return (state, shift_plan(actions_HA, k, cfg.shift_fill)), (states_K, exec_KA, cost, z0)
 
     keys = jax.random.split(key, cfg.num_replans)
     init = (state0, jnp.zeros((H, A), jnp.float32))

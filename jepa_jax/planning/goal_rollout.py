@@ -39,9 +39,10 @@ def unroll_goal(step_fn: StepFn, params, z_goal, actions_HA):
   return unroll(step_fn, params, z_goal, jnp.zeros(jnp.shape(actions_HA), jnp.float32))
 
 
-def goal_rollout_trajectory_cost(step_fn: StepFn, cost_fn: CostFn, params, z0, z_goal, actions_HA):
-  """`trajectory_cost` with the drift-corrected cost: unrolls the plan and the goal."""
-  return goal_rollout_cost(cost_fn)(unroll(step_fn, params, z0, actions_HA), actions_HA,
+def corrected_cost(step_fn: StepFn, cost_fn: CostFn, params, z_traj, actions_HA, z_goal):
+  """The drift-corrected cost of an already unrolled plan `z_traj` (H+1 entries) to the encoded
+  goal: unrolls the goal under zero actions and applies `goal_rollout_cost`."""
+  return goal_rollout_cost(cost_fn)(z_traj, actions_HA,
                                     unroll_goal(step_fn, params, z_goal, actions_HA))
 
 

@@ -21,7 +21,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jepa_jax.planning.closed_loop import warm_and_cold
+from jepa_jax.planning.closed_loop import search
 from jepa_jax.planning.rollout import StepFn, unroll
 
 
@@ -67,13 +67,11 @@ def make_hierarchical_planner(plan_high, step_high: StepFn, plan_low, cfg: Hiera
     info = dict(high_cost=high_info['cost'], subgoal=subgoal, high_plan=high_HA)
     if two_scale_cost is not None:
       tail_HA = high_HA[cfg.subgoal_after:]
-      if cfg.cold_restart:  # the goal-aimed candidate as the flat planner makes it
+      k_goal_cold = None  # the goal-aimed candidate as the flat planner makes it
+      if cfg.cold_restart:
         k_cold, k_goal_cold = jax.random.split(k_cold)
-        to_goal, goal_cost = warm_and_cold(plan_low, params, z0, z_goal, k_lo, k_goal_cold,
-                                           init_plan_HA)
-      else:
-        to_goal, goal_info = plan_low(params, z0, z_goal, k_lo, init_plan_HA)
-        goal_cost = goal_info['cost']
+      to_goal, goal_cost = search(plan_low, params, z0, z_goal, k_lo, k_goal_cold, init_plan_HA,
+                                  cfg.cold_restart)
       to_sub, sub_info = plan_low(params, z0, subgoal, k_cold, jnp.zeros_like(init_plan_HA))
 
       # The tail was planned from the subgoal; from another end state it may lead away, so
@@ -85,11 +83,8 @@ def make_hierarchical_planner(plan_high, step_high: StepFn, plan_low, cfg: Hiera
       actions = jnp.where(use_sub, to_sub, to_goal)
       cost = jnp.where(use_sub, sub_info['cost'], goal_cost)
       return actions, dict(info, cost=cost, chose_subgoal=use_sub)
-    if cfg.cold_restart:
-      low_HA, cost = warm_and_cold(plan_low, params, z0, subgoal, k_lo, k_cold, init_plan_HA)
-    else:
-      low_HA, low_info = plan_low(params, z0, subgoal, k_lo, init_plan_HA)
-      cost = low_info['cost']
+    low_HA, cost = search(plan_low, params, z0, subgoal, k_lo, k_cold, init_plan_HA,
+                          cfg.cold_restart)
     return low_HA, dict(info, cost=cost, chose_subgoal=jnp.bool_(True))
 
   return plan
