@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -57,6 +58,7 @@ __all__ = [
     "WalksConfig",
     "vonmises",
     "generate_walks",
+    "generate_walks_in_layouts",
     "write_dataset",
     "read_meta",
     "TwoRoomsWindowSource",
@@ -200,8 +202,11 @@ def _push_points(layout: jax.Array, side: jax.Array, u: jax.Array, cfg: WalksCon
     return face, beyond, band
 
 
-def _walk_one(key: jax.Array, cfg: WalksConfig, length: int):
+def _walk_one(key: jax.Array, cfg: WalksConfig, length: int, layout: jax.Array | None = None):
     """One trajectory: (pos_T2, act_T2 (length-1 rows), layout_2, steered, pushed).
+
+    ``layout``: walk in this layout instead of the one drawn from ``key`` (several walks in one
+    layout, see ``generate_walks_in_layouts``); every other draw is unchanged.
 
     All randomness is drawn before the scan (few PRNG call sites: each costs ~0.1 s of XLA
     compile time), so the scan body is deterministic. Wall-pushing walks reuse draws the other
@@ -210,7 +215,8 @@ def _walk_one(key: jax.Array, cfg: WalksConfig, length: int):
     """
     env = cfg.env
     k_layout, k_free, k_room, k_misc, k_len, k_turn = jax.random.split(key, 6)
-    layout = two_rooms.sample_layout(k_layout, env)
+    if layout is None:
+        layout = two_rooms.sample_layout(k_layout, env)
     u_3 = jax.random.uniform(k_misc, (3,))
     steered = u_3[0] < cfg.cross_wall_rate
     pushed = (u_3[0] >= cfg.cross_wall_rate) & (u_3[0] < cfg.cross_wall_rate + cfg.wall_push_rate)
@@ -269,11 +275,7 @@ def _encode_obs(obs_f32, obs_dtype: str):
     return obs_f32.astype(jnp.float16)
 
 
-def _generate(key, start_index, cfg: WalksConfig, num_trajectories: int, length: int):
-    idx_N = start_index + jnp.arange(num_trajectories, dtype=jnp.int32)
-    keys_N = jax.vmap(jax.random.fold_in, (None, 0))(key, idx_N)
-    pos_NT2, act_NT2, layout_N2, steered_N, pushed_N = jax.vmap(
-        lambda k: _walk_one(k, cfg, length))(keys_N)
+def _render_walks(pos_NT2, act_NT2, layout_N2, steered_N, pushed_N, cfg: WalksConfig):
     render_T = jax.vmap(two_rooms.render_pos, (0, None, None))
     obs_NTHWC = jax.vmap(render_T, (0, 0, None))(pos_NT2, layout_N2, cfg.env)
     return {
@@ -284,6 +286,13 @@ def _generate(key, start_index, cfg: WalksConfig, num_trajectories: int, length:
         "steered": steered_N,
         "pushed": pushed_N,
     }
+
+
+def _generate(key, start_index, cfg: WalksConfig, num_trajectories: int, length: int):
+    idx_N = start_index + jnp.arange(num_trajectories, dtype=jnp.int32)
+    keys_N = jax.vmap(jax.random.fold_in, (None, 0))(key, idx_N)
+    walks_N = jax.vmap(lambda k: _walk_one(k, cfg, length))(keys_N)
+    return _render_walks(*walks_N, cfg)
 
 
 _generate_jit = jax.jit(_generate, static_argnums=(2, 3, 4))
@@ -302,6 +311,39 @@ def generate_walks(key: jax.Array, cfg: WalksConfig, num_trajectories: int, leng
     if num_trajectories < 1:
         raise ValueError(f"generate_walks: num_trajectories must be >= 1 (got {num_trajectories}).")
     return _generate_jit(key, jnp.int32(start_index), cfg, int(num_trajectories), int(length))
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _generate_grouped(key, layout_idx_L, cfg: WalksConfig, walks_per_layout: int, length: int):
+    def group(idx):
+        k_layout, k_walks = jax.random.split(jax.random.fold_in(key, idx))
+        layout = two_rooms.sample_layout(k_layout, cfg.env)
+        keys_G = jax.random.split(k_walks, walks_per_layout)
+        return _render_walks(*jax.vmap(lambda k: _walk_one(k, cfg, length, layout))(keys_G), cfg)
+
+    return jax.vmap(group)(layout_idx_L)
+
+
+def generate_walks_in_layouts(key: jax.Array, cfg: WalksConfig, num_layouts: int,
+                              walks_per_layout: int, length: int, start_index: int = 0,
+                              chunk: int = 16) -> dict[str, np.ndarray]:
+    """``walks_per_layout`` walks in each of ``num_layouts`` layouts (layouts ``start_index``
+    onwards, each from ``fold_in(key, index)``), as ``generate_walks`` returns them with a
+    leading layout axis: ``obs`` (L, G, T, H, W, C), ``act`` (L, G, T-1, 2), ... (numpy,
+    generated ``chunk`` layouts at a time). Walks that share a layout let a goal-conditioned
+    value learn distances between states that no single walk connects."""
+    if length < 2 or num_layouts < 1 or walks_per_layout < 1:
+        raise ValueError("generate_walks_in_layouts: need length >= 2, num_layouts >= 1 and "
+                         f"walks_per_layout >= 1 (got {length}, {num_layouts}, {walks_per_layout}).")
+    idx = np.arange(start_index, start_index + num_layouts, dtype=np.int32)
+    parts = []
+    for i in range(0, num_layouts, chunk):
+        idx_L = idx[i:i + chunk]
+        pad = chunk - len(idx_L)  # one compiled shape: pad the last chunk, then trim
+        out = _generate_grouped(key, jnp.asarray(np.pad(idx_L, (0, pad), mode="edge")), cfg,
+                                int(walks_per_layout), int(length))
+        parts.append(jax.tree.map(lambda a: np.asarray(a)[:len(idx_L)], out))
+    return jax.tree.map(lambda *p: np.concatenate(p), *parts)
 
 
 # ----------------------------------------------------------------------------- writing

@@ -8,6 +8,8 @@ depends only on (seed, layout kind, N), so every planner sees the same episodes.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 import time
 from typing import Any
 
@@ -89,7 +91,34 @@ def control_config(cfg) -> ClosedLoopConfig:
                           cold_restart=c.get('cold_restart', False))
 
 
-def cost_fn(cfg, project=None):
+@functools.lru_cache(maxsize=4)
+def _goal_distance(workdir: str):
+  from jepa_jax.train import goal_distance  # lazy: only runs that use one load it
+  return goal_distance.load(workdir)
+
+
+def distance_term(cfg, wm: WorldModel | None = None):
+  """(weight, cost) of the learned goal distance in `cost.distance`, or None when its weight is 0.
+  The distance must have been fitted on this world model's latents."""
+  dist = cfg.cost.get('distance', None)
+  if dist is None or not float(dist.get('weight', 0.0)):
+    return None
+  if not dist.get('workdir', ''):
+    raise ValueError('cost.distance.weight > 0 needs cost.distance.workdir (an '
+                     '`experiments.goal_distance` run on this world model)')
+  distance_fn, meta = _goal_distance(dist.workdir)
+  wm_dir = cfg.world_model.get('workdir', '')
+  fitted_on = meta.get('world_model_workdir', '')
+  if wm is not None and fitted_on and os.path.abspath(fitted_on) != os.path.abspath(wm_dir):
+    raise ValueError(f'cost.distance.workdir={dist.workdir!r} was fitted on the latents of '
+                     f'{fitted_on!r}, but planning uses world_model.workdir={wm_dir!r}; fit a '
+                     'distance on this world model (experiments.goal_distance '
+                     '--config.world_model_workdir=...) or plan with that model')
+  return float(dist.weight), costs.learned_goal_distance(distance_fn,
+                                                         reduction=dist.get('reduction', 'final'))
+
+
+def cost_fn(cfg, project=None, distance=None):
   """Goal energy over the plan (reduction/discount) + final_weight * goal energy of the last state
   + action_weight * sum of squared plan actions (a guardrail: near the goal, where a learned goal
   energy stops resolving small offsets, moving costs more than it can gain).
@@ -118,6 +147,8 @@ def cost_fn(cfg, project=None):
             for s, w in zip(sigmas, weights)]
   if c.get('action_weight', 0.0):
     terms.append((float(c.action_weight), costs.action_energy()))
+  if distance is not None:
+    terms.append(distance)
   return terms[0][1] if len(terms) == 1 else costs.weighted_sum(terms)
 
 
@@ -184,7 +215,7 @@ def build(cfg, wm: WorldModel, planner: str, layout: str):
     raise ValueError(f'control.action_max_norm={cl.action_max_norm} exceeds the environment\'s '
                      f'max_action_norm={env_cfg.max_action_norm}: the env would clip differently '
                      'from the model; lower control.action_max_norm')
-  step, cost = planning_step(wm.step, cl), cost_fn(cfg, wm.project)
+  step, cost = planning_step(wm.step, cl), cost_fn(cfg, wm.project, distance_term(cfg, wm))
   plan = _planner(cfg, planner, cfg.planner, step, cost)
   hier = cfg.get('hierarchy', None)
   if hier is not None and hier.enabled:

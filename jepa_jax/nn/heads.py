@@ -64,3 +64,30 @@ class PositionProbe(nn.Module):
     if self.layer_norm:
       x = nn.LayerNorm(use_scale=False, use_bias=False, name="ln_in")(x)
     return MLP(self.hidden, self.out_dim, name="mlp")(x)
+
+
+class GoalDistance(nn.Module):
+  """d(z, z_goal) >= 0: a learned goal-conditioned distance (steps of walk) between latents.
+
+  `latent_ndim` trailing axes are one latent: 2 for tokens (N, D), 1 for a vector (D,); the
+  axes before them are batch. Tokens on a square grid go through a small conv net over the grid
+  (its channels are z, z_goal and their difference, so where the agent is and where the walls
+  are stay aligned), then an MLP; other latents are flattened into the MLP. Softplus output: a
+  distance is never negative.
+  """
+  channels: Sequence[int] = (32, 64)
+  hidden: Sequence[int] = (256, 256)
+  latent_ndim: int = 2
+
+  @nn.compact
+  def __call__(self, z, z_goal):
+    lead = z.shape[:z.ndim - self.latent_ndim]
+    x = jnp.concatenate([z, z_goal, z - z_goal], -1)
+    n = z.shape[-2] if self.latent_ndim == 2 else 0
+    side = int(round(n ** 0.5))
+    if self.channels and n and side * side == n:
+      x = x.reshape(-1, side, side, x.shape[-1])
+      for i, c in enumerate(self.channels):
+        x = nn.gelu(nn.Conv(c, (3, 3), strides=(1, 1) if i == 0 else (2, 2), name=f"conv{i}")(x))
+    x = x.reshape(*lead, -1)
+    return jax.nn.softplus(MLP(self.hidden, 1, layer_norm=True, name="mlp")(x))[..., 0]

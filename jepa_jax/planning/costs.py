@@ -68,6 +68,22 @@ def goal_energy(metric: str = 'l2sq', reduction: str = 'final', discount: float 
   return cost
 
 
+def learned_goal_distance(distance_fn: Callable, reduction: str = 'final',
+                          discount: float = 1.0) -> CostFn:
+  """A learned goal-conditioned distance `distance_fn(z, z_goal) -> scalar` (e.g. steps of walk,
+  train/goal_distance.py) of the final predicted latent, or summed over the plan. Unlike a
+  latent difference, it keeps falling along a way round a wall, so the receding-horizon plan
+  has a reason to follow it."""
+  _check_reduction('learned_goal_distance', reduction, discount)
+
+  def cost(z_traj, actions_HA, z_goal):
+    del actions_HA
+    d_T = jax.vmap(lambda z: distance_fn(z, z_goal))(z_traj[1:])
+    return _reduce_time(d_T, reduction, discount)
+
+  return cost
+
+
 def quadratic_goal_cost(Q_FF, reduction: str = 'sum', discount: float = 1.0) -> CostFn:
   """sum_t (z_t - g)^T Q (z_t - g) over t=1..H (or t=H only), latents flattened to F."""
   _check_reduction('quadratic_goal_cost', reduction, discount)
