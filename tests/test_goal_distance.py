@@ -5,6 +5,8 @@ planning cost term, and the debug experiment end to end on a debug world model."
 import json
 import math
 import os
+import subprocess
+import sys
 
 import chex
 import jax
@@ -54,7 +56,7 @@ def test_goal_sampling_invariants():
   assert np.all(ahead[~same] == -1) and not np.any(same & is_self)
   np.testing.assert_allclose([is_self.mean(), same.mean()], [0.2, 0.4], atol=0.03)
   other = ~same & ~is_self
-  assert np.mean(goal[other, 1] != s[other, 1]) > 0.6  # mostly another walk (4 walks per layout)
+  assert other.sum() > 1000 and np.all(goal[other, 1] != s[other, 1])  # another walk
 
 
 class _Table:
@@ -80,6 +82,12 @@ def test_td_loss_by_hand():
   assert float(loss) == pytest.approx(want, rel=1e-6)
 
 
+def test_spearman_gives_ties_their_mean_rank():
+  assert gd.spearman([0, 0, 1, 2], [0, 1, 2, 3]) == pytest.approx(
+      np.corrcoef([0.5, 0.5, 2, 3], [0, 1, 2, 3])[0, 1])
+  assert gd.spearman([3, 1, 2], [30, 10, 20]) == pytest.approx(1.0)
+
+
 def test_steps_from_discounted_inverts_the_discounted_count():
   n = jnp.array([0.0, 1.0, 7.0, 50.0])
   d = (1 - 0.97 ** n) / (1 - 0.97)
@@ -98,12 +106,13 @@ def test_fit_learns_corridor_distances():
   module, params, history = gd.fit(z, cfg, log_every=500)
   assert len(history) == 3 and history[-1]['step'] == 1500
   eye = jnp.eye(cells)
-  i, j = np.triu_indices(cells, k=0)
-  reachable = (j - i) <= T - 1 + (cells - T)  # every forward pair is reachable by stitching
+  i, j = np.triu_indices(cells - 1, k=1)  # forward pairs; the last cell is never a state
   d = np.asarray(gd.steps_from_discounted(module.apply(params, eye[i], eye[j]), cfg.discount))
-  # Forward distances: ordered like the truth and close to it where walks cover them.
-  assert gd.spearman(d[reachable], (j - i)[reachable]) > 0.95
-  near = ((j - i) <= 4) & (i < cells - 1)  # the last cell is never a state with a next one
+  # Forward distances: ordered like the truth, and close to it where walks cover them.
+  assert gd.spearman(d, j - i) > 0.95
+  i, j = np.triu_indices(cells - 1, k=0)
+  d = np.asarray(gd.steps_from_discounted(module.apply(params, eye[i], eye[j]), cfg.discount))
+  near = (j - i) <= 4
   np.testing.assert_allclose(d[near], (j - i)[near], atol=0.8)
 
 
@@ -176,20 +185,34 @@ def test_learned_goal_distance_cost_final_and_sum():
 
 def test_debug_experiment_then_planning_with_the_distance(tmp_path):
   """A debug world model, the goal_distance debug experiment on it, then a debug planning
-  evaluation whose cost includes the distance; a distance fitted on another model is refused."""
-  from experiments import goal_distance as exp
+  evaluation whose cost includes the distance; a distance fitted on another model is refused.
+
+  Runs in a child process without the session's persistent compilation cache: when its debug
+  world-model train step (8-device all-reduces) was cached, test_world_model_train later loaded
+  that executable and deadlocked in XLA's CPU collective rendezvous (the session aborted; passes
+  with the cache off)."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  code = ('import runpy, sys; runpy.run_path(sys.argv[1])["_end_to_end"](sys.argv[2])')
+  env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE='false')
+  proc = subprocess.run([sys.executable, '-c', code, os.path.abspath(__file__), str(tmp_path)],
+                        cwd=root, capture_output=True, text=True, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'end to end ok' in proc.stdout
+
+
+def _end_to_end(tmp):
+  import pathlib
+  tmp_path = pathlib.Path(tmp)
+  from jepa_jax.train import goal_distance_job as exp
   from experiments.configs import goal_distance as gd_configs
   from experiments.configs import plan as plan_configs
-  from experiments.configs import world_model as wm_configs
   from jepa_jax.eval import planning_eval as E
   from jepa_jax.eval.world_models import load_world_model
-  from jepa_jax.train import loop
-  from jepa_jax.train import world_model as wmt
   wm_dir, dist_dir = str(tmp_path / 'wm'), str(tmp_path / 'dist')
-  c = wm_configs.get_config('debug')
-  c.probe.enabled = False
-  task, _ = wmt.make_task(c)
-  loop.train(task, c, wm_dir, progress=False)
+  subprocess.run([sys.executable, '-m', 'experiments.world_model',
+                  '--config=experiments/configs/world_model.py:debug',
+                  '--config.probe.enabled=False', f'--workdir={wm_dir}'], check=True,
+                 capture_output=True)
 
   dc = gd_configs.get_config('debug')
   dc.world_model_workdir = wm_dir
@@ -230,6 +253,7 @@ def test_debug_experiment_then_planning_with_the_distance(tmp_path):
   pc.cost.distance.workdir = ''
   with pytest.raises(ValueError, match='cost.distance.workdir'):
     E.distance_term(pc, wm)
+  print('end to end ok')
 
 
 @pytest.mark.parametrize('preset', ['debug', 'cpu_default'])

@@ -92,7 +92,10 @@ def control_config(cfg) -> ClosedLoopConfig:
 
 
 @functools.lru_cache(maxsize=4)
-def _goal_distance(workdir: str):
+def _goal_distance(workdir: str, saved_at: float):
+  """Loaded once per workdir and save time (a distance re-fitted into the same workdir reloads).
+  Its params become constants of the jitted planner: ~0.4 M numbers, compile 4.1 s vs 3.6 s."""
+  del saved_at
   from jepa_jax.train import goal_distance  # lazy: only runs that use one load it
   return goal_distance.load(workdir)
 
@@ -106,7 +109,9 @@ def distance_term(cfg, wm: WorldModel | None = None):
   if not dist.get('workdir', ''):
     raise ValueError('cost.distance.weight > 0 needs cost.distance.workdir (an '
                      '`experiments.goal_distance` run on this world model)')
-  distance_fn, meta = _goal_distance(dist.workdir)
+  meta_path = os.path.join(dist.workdir, 'goal_distance.json')
+  distance_fn, meta = _goal_distance(dist.workdir, os.path.getmtime(meta_path)
+                                     if os.path.exists(meta_path) else 0.0)
   wm_dir = cfg.world_model.get('workdir', '')
   fitted_on = meta.get('world_model_workdir', '')
   if wm is not None and fitted_on and os.path.abspath(fitted_on) != os.path.abspath(wm_dir):

@@ -78,6 +78,8 @@ def learned_goal_distance(distance_fn: Callable, reduction: str = 'final',
 
   def cost(z_traj, actions_HA, z_goal):
     del actions_HA
+    if reduction == 'final':  # the head is the costly part: evaluate it once
+      return distance_fn(z_traj[-1], z_goal)
     d_T = jax.vmap(lambda z: distance_fn(z, z_goal))(z_traj[1:])
     return _reduce_time(d_T, reduction, discount)
 
