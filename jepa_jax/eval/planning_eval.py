@@ -109,7 +109,8 @@ def distance_term(cfg, wm: WorldModel | None = None):
   if not dist.get('workdir', ''):
     raise ValueError('cost.distance.weight > 0 needs cost.distance.workdir (an '
                      '`experiments.goal_distance` run on this world model)')
-  meta_path = os.path.join(dist.workdir, 'goal_distance.json')
+  from jepa_jax.train.goal_distance import META  # lazy: only runs that use one load it
+  meta_path = os.path.join(dist.workdir, META)
   distance_fn, meta = _goal_distance(dist.workdir, os.path.getmtime(meta_path)
                                      if os.path.exists(meta_path) else 0.0)
   wm_dir = cfg.world_model.get('workdir', '')

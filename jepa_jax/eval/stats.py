@@ -1,8 +1,11 @@
-"""Binomial confidence intervals for success rates."""
+"""Small statistics: binomial confidence intervals for success rates, tie-aware ranks and the
+Spearman rank correlation."""
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -20,3 +23,17 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
   centre = (p + z2 / (2 * n)) / denom
   half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
   return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def average_ranks(x) -> np.ndarray:
+  """1-based ranks, ties sharing the mean of the ranks they span (e.g. [5, 5, 7] -> 1.5, 1.5, 3)."""
+  x = np.asarray(x)
+  ranks = np.empty(len(x), np.float64)
+  ranks[np.argsort(x, kind='stable')] = np.arange(1, len(x) + 1)
+  _, tie = np.unique(x, return_inverse=True)
+  return (np.bincount(tie, ranks) / np.bincount(tie))[tie]
+
+
+def spearman(x, y) -> float:
+  """Spearman rank correlation, ties at their mean rank."""
+  return float(np.corrcoef(average_ranks(x), average_ranks(y))[0, 1])

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from jepa_jax.eval.stats import average_ranks
+
 
 def pairwise_accuracy(s_possible_P, s_impossible_P) -> float:
   """Share of matched pairs whose possible video is less surprising than its twin (ties 1/2)."""
@@ -11,21 +13,6 @@ def pairwise_accuracy(s_possible_P, s_impossible_P) -> float:
   return float(np.mean((a < b) + 0.5 * (a == b)))
 
 
-def _average_ranks(x):
-  """1-based ranks, ties sharing the mean of the ranks they span."""
-  order = np.argsort(x, kind="stable")
-  sorted_x = x[order]
-  ranks = np.empty(len(x), np.float64)
-  i = 0
-  while i < len(x):
-    j = i
-    while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-      j += 1
-    ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
-    i = j + 1
-  return ranks
-
-
 def auroc(scores, labels) -> float:
   """Area under the ROC curve of `scores` for binary `labels` (1 = impossible), via the
   Mann-Whitney U statistic: P(score of a random positive > a random negative), ties 1/2."""
@@ -33,7 +20,7 @@ def auroc(scores, labels) -> float:
   n_pos, n_neg = labels.sum(), (~labels).sum()
   if scores.shape != labels.shape or n_pos == 0 or n_neg == 0:
     raise ValueError("auroc needs scores and labels of one shape with both classes present")
-  ranks = _average_ranks(scores)
+  ranks = average_ranks(scores)
   u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2
   return float(u / (n_pos * n_neg))
 

@@ -28,14 +28,18 @@ vs 0.32 / 0.49), but as a planner's terminal cost it did not raise success.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 
+from jepa_jax.eval.stats import spearman
 from jepa_jax.nn.heads import GoalDistance
 
 
@@ -187,19 +191,6 @@ def geodesic_px(a_M2, b_M2, layout_M2, env_cfg) -> np.ndarray:
   return np.where(same, np.hypot(*(a - b).T), via)
 
 
-def _average_ranks(v) -> np.ndarray:
-  """Ranks 0..n-1, ties sharing their mean rank (a distance of 0 for equal latents, a cap)."""
-  v = np.asarray(v)
-  ranks = np.empty(len(v))
-  ranks[np.argsort(v, kind='stable')] = np.arange(len(v))
-  _, tie = np.unique(v, return_inverse=True)
-  return (np.bincount(tie, ranks) / np.bincount(tie))[tie]
-
-
-def spearman(x, y) -> float:
-  return float(np.corrcoef(_average_ranks(x), _average_ranks(y))[0, 1])
-
-
 def geodesic_agreement(distance_fn, z_LGT, pos_LGT2, layout_LG2, env_cfg, pairs: int = 4096,
                        seed: int = 0) -> dict:
   """How well a distance ranks random same-layout pairs of held-out states by their true
@@ -227,10 +218,6 @@ PARAMS_DIR = 'params'
 def save(workdir: str, cfg: DistanceConfig, params, meta: dict) -> None:
   """params (orbax) + goal_distance.json (the DistanceConfig and `meta`, e.g. which world
   model's latents it was fitted on) into `workdir`."""
-  import json
-  import os
-
-  import orbax.checkpoint as ocp
   os.makedirs(workdir, exist_ok=True)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.abspath(os.path.join(workdir, PARAMS_DIR)), jax.device_get(params),
@@ -242,10 +229,6 @@ def save(workdir: str, cfg: DistanceConfig, params, meta: dict) -> None:
 def load(workdir: str):
   """-> (distance_fn(z, z_goal) -> steps, meta dict) of a `save`d distance; pure and jittable,
   batched over leading latent axes."""
-  import json
-  import os
-
-  import orbax.checkpoint as ocp
   path = os.path.join(workdir, META)
   if not os.path.exists(path):
     raise FileNotFoundError(f'no goal distance in {workdir!r} ({META} missing): train one with '
