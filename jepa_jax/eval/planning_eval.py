@@ -94,7 +94,8 @@ def control_config(cfg) -> ClosedLoopConfig:
 @functools.lru_cache(maxsize=4)
 def _goal_distance(workdir: str, saved_at: float):
   """Loaded once per workdir and save time (a distance re-fitted into the same workdir reloads).
-  Its params become constants of the jitted planner: ~0.4 M numbers, compile 4.1 s vs 3.6 s."""
+  Its params become constants of the jitted planner: ~0.4 M numbers; MPPI still compiled in
+  4.1 s, as without it (BUILD_NOTES session 9)."""
   del saved_at
   from jepa_jax.train import goal_distance  # lazy: only runs that use one load it
   return goal_distance.load(workdir)
