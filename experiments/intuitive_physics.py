@@ -98,8 +98,8 @@ def main(argv):
   window, frame_shape, tubelet = vjepa.window, vjepa.frame_shape, vjepa.tubelet
   surprise_models = {
       "vjepa": vjepa,
-      "random_init": dataclasses.replace(
-          vjepa, params=pretrained.random_init_params(models, pcfg, cfg.random_init_seed))}
+      "random_init": pretrained.surprise_model(
+          pcfg, models, pretrained.random_init_params(models, pcfg, cfg.random_init_seed))}
   pixel_history = []
   if cfg.pixel.enabled:
     t0 = time.time()
@@ -136,7 +136,11 @@ def main(argv):
                                           bench["type"]) for how in surprise.AGGREGATES}
     plot = plot_examples(os.path.join(workdir, f"surprise_{name}.png"), name, scores, bench,
                          window, cfg.plot_pairs_per_type)
+    check = voe_metrics.shared_context_accuracy(
+        scores["curve_possible"], scores["curve_impossible"], scores["starts"],
+        bench["t_violation"], bench["type"], window, max(cfg.surprise.context_frames))
     results[name] = {"report": by_agg, "plot": plot, "seconds": time.time() - t0,
+                     "shared_context_accuracy": check,
                      "window_end_frames": (scores["starts"] + window - 1).tolist(),
                      "curve_possible": scores["curve_possible"].tolist(),
                      "curve_impossible": scores["curve_impossible"].tolist(),
@@ -149,6 +153,13 @@ def main(argv):
           f"context={tuple(cfg.surprise.context_frames)} frames, stride={cfg.surprise.stride} "
           "(pairwise accuracy / AUROC, %):")
     print(voe_metrics.table({n: r["report"][how] for n, r in results.items()}))
+  print("\nPrediction check (diagnostic; uses the violation frame): on windows whose context is "
+        "the twins' shared prefix, the share where the possible future is the closer one, %:")
+  kinds = list(next(iter(results.values()))["shared_context_accuracy"])
+  print(f"{'model':<14}" + "".join(f"{k:>12}" for k in kinds))
+  for n, r in results.items():
+    print(f"{n:<14}" + "".join(f"{100 * r['shared_context_accuracy'][k]['accuracy']:>12.1f}"
+                               for k in kinds))
   summary = {"config": cfg.to_dict(), "pretrained_workdir": os.path.abspath(pre_dir),
              "pretrained_step": step, "pixel_history": pixel_history,
              "types": bench["type"], "variants": bench["variant"],

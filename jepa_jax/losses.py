@@ -22,9 +22,13 @@ def standardize_per_position(h_BND, eps: float = 1e-6):
   position — the position code a ViT carries from its embeddings — is removed, so a predictor
   can no longer lower its loss by reproducing positions; only content is left to predict."""
   h = h_BND.astype(jnp.float32)
-  mean = h.mean(0, keepdims=True)
-  var = h.var(0, keepdims=True)
-  return (h - mean) * jax.lax.rsqrt(var + eps)
+  return standardize_with(h, h.mean(0, keepdims=True), h.var(0, keepdims=True), eps)
+
+
+def standardize_with(h_BND, mean_1ND, var_1ND, eps: float = 1e-6):
+  """(h - mean) / sqrt(var + eps): the per-position standardisation with given statistics
+  (the batch's in training; statistics of training videos when scoring one video at a time)."""
+  return (h_BND.astype(jnp.float32) - mean_1ND) * jax.lax.rsqrt(var_1ND + eps)
 
 
 def layer_norm_no_affine(x, eps: float = 1e-6):

@@ -11,7 +11,6 @@ prints the videos ranked by surprise. With --random_init the same architecture a
 them too, the baseline to compare against.
 """
 
-import dataclasses
 import os
 import time
 
@@ -57,8 +56,8 @@ def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride:
   contexts = tuple(int(c) for c in context_frames) or default_context(vjepa)
   scorers = {"vjepa": vjepa}
   if random_init >= 0:
-    scorers["random_init"] = dataclasses.replace(
-        vjepa, params=pretrained.random_init_params(models, cfg, random_init))
+    scorers["random_init"] = pretrained.surprise_model(
+        cfg, models, pretrained.random_init_params(models, cfg, random_init))
   written = {}
   for name, model in scorers.items():
     t0 = time.time()

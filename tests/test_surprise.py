@@ -125,6 +125,19 @@ def test_report_per_type_and_table(tmp_path):
   assert (tmp_path / "c.png").stat().st_size > 1000 and path.endswith("c.png")
 
 
+def test_shared_context_accuracy_by_hand():
+  """Windows start at 0, 4, 8 (length 8, context 4). Pair 0 (t_v = 9): only the window at 4
+  qualifies (context 4..7 precedes 9, and 9 < 12); pair 1 (t_v = 6): only the window at 0;
+  pair 2 (t_v = 2): none (the violation is inside every window's context)."""
+  starts = np.array([0, 4, 8])
+  poss = np.array([[0., 1., 0.], [5., 0., 0.], [0., 0., 0.]])
+  imp = np.array([[9., 2., -1.], [5., 9., 9.], [1., 1., 1.]])
+  out = vm.shared_context_accuracy(poss, imp, starts, [9, 6, 2], ["a", "b", "b"], 8, 4)
+  assert out["a"] == {"accuracy": 1.0, "n": 1}           # 1 < 2 in the window at 4
+  assert out["b"] == {"accuracy": 0.5, "n": 1}           # a tie in the window at 0; pair 2 has none
+  assert out["mean"] == {"accuracy": 0.75, "n": 2}
+
+
 # --- The real V-JEPA path: debug models, a checkpoint written and loaded back ---------------------
 
 
@@ -154,6 +167,44 @@ def test_jepa_surprise_from_a_checkpoint(tmp_path, cfg):
   assert (out["video"] > 0).all()
   with pytest.raises(FileNotFoundError, match="no checkpoints"):
     pretrained.load_pretrained(str(tmp_path / "nothing"))
+
+
+def test_position_batch_surprise_uses_training_statistics(cfg):
+  """A run pretrained with loss.target_norm='position_batch' is scored against targets
+  standardised with per-position statistics of training videos; on those very videos the
+  standardisation equals the one its training applied to each batch."""
+  from jepa_jax import losses
+  from jepa_jax.data.sources import materialize
+  from jepa_jax.eval import pretrained
+  from jepa_jax.train import pretrain as jepa
+  cfg.loss.target_norm = "position_batch"
+  models = jepa.make_models(cfg)
+  params = pretrained.random_init_params(models, cfg, 0)
+  stats = pretrained.target_statistics(cfg, models, params["target_encoder"], num_videos=12,
+                                       batch_size=5)                   # 5 + 5 + 2: a short batch
+  frames = materialize(jepa.make_source(cfg, "train", 12), 12)["frames"]
+  h = np.asarray(models.encoder.apply({"params": params["target_encoder"]}, frames))
+  np.testing.assert_allclose(stats["mean"][0], h.mean(0), atol=1e-5)
+  np.testing.assert_allclose(stats["var"][0], h.var(0), rtol=1e-3, atol=1e-6)
+  np.testing.assert_allclose(losses.standardize_with(h, stats["mean"], stats["var"]),
+                             losses.standardize_per_position(h), rtol=1e-3, atol=1e-3)
+
+  model = pretrained.surprise_model(cfg, models, params)
+  n_tokens, width = h.shape[1:]
+  assert model.params["target_stats"]["var"].shape == (1, n_tokens, width)
+  t, tubelet = model.window, model.tubelet
+  out = sp.surprise(model, frames[:2], stride=1, context_frames=(tubelet,), batch_size=2)
+  # By hand: predictor on the first slice's tokens, L1 to the standardised targets of the rest.
+  ctx, tgt = sp.token_split(models.grid_shape, 1)
+  clip = frames[:1, :t]
+  z = models.encoder.apply({"params": params["encoder"]}, clip, ctx[None])
+  pred = models.predictor.apply({"params": params["predictor"]}, z, ctx[None], tgt[None])
+  target = (h[:1] - model.params["target_stats"]["mean"]) / np.sqrt(
+      model.params["target_stats"]["var"] + 1e-6)
+  np.testing.assert_allclose(out["video"][0], np.abs(pred - target[:, tgt]).mean(), rtol=1e-4)
+  cfg.loss.target_norm = "batch"
+  with pytest.raises(ValueError, match="target_norm='batch'"):
+    pretrained.surprise_model(cfg, models, params)
 
 
 def test_pixel_baseline_trains_and_scores(cfg):

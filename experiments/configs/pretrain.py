@@ -5,6 +5,9 @@ Presets:
   cpu_default the README main job: a V-JEPA on procedural physics videos; training 13.5 min on 2
               CPU cores, 25 min with both probes (BUILD_NOTES session 4).
   cpu_future  cpu_default with a past -> future mask view and per-position VICReg.
+  cpu_content_future
+              cpu_default with the past -> future view, targets standardised per token position
+              over the batch instead of VICReg (measured: no better, BUILD_NOTES session 10).
   cpu_small_tube / cpu_small_future / cpu_small_content
               32x32 8-frame videos, 2x4x4 tubelets (small_physics); V-JEPA tube masks / past ->
               future view + per-position VICReg / tube masks with position-standardised targets.
@@ -100,6 +103,11 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
   elif preset == "cpu_future":
     c.masks = [ml_collections.ConfigDict(m) for m in FUTURE_MASKS]
     c.loss.update(var_weight=1.0, cov_weight=0.04)
+  elif preset == "cpu_content_future":
+    # cpu_default data and model; short-range tubes + past -> future view, with targets
+    # standardised per token position over the batch instead of VICReg.
+    c.masks = [ml_collections.ConfigDict(m) for m in FUTURE_MASKS]
+    c.loss.target_norm = "position_batch"
   elif preset == "cpu_small_tube":
     small_physics(c)
   elif preset == "cpu_small_content":
@@ -161,6 +169,7 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
     # peak while standardising (the accelerator only sees one batch at a time).
     c.probe.update(num_train=4000, num_test=1000, steps=5000)
   else:
-    raise ValueError(f"unknown preset {preset!r}: debug, cpu_default, cpu_future, cpu_small_tube, "
+    raise ValueError(f"unknown preset {preset!r}: debug, cpu_default, cpu_future, "
+                     "cpu_content_future, cpu_small_tube, "
                      "cpu_small_content, cpu_small_future, cpu_two_rooms, image_debug, vitl_vjepa")
   return c

@@ -7,8 +7,11 @@ without knowing its preset. Everything is restored onto one device (evaluation i
 import os
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
+from jepa_jax.data.sources import materialize
 from jepa_jax.eval import surprise
 from jepa_jax.train import checkpoint as ckpt
 from jepa_jax.train import pretrain as jepa
@@ -58,18 +61,42 @@ def random_init_params(models, cfg, seed: int):
           "target_encoder": state.target_params["encoder"]}
 
 
+STATISTICS_VIDEOS = 256
+
+
+def target_statistics(cfg, models, target_encoder_params, num_videos: int = STATISTICS_VIDEOS,
+                      batch_size: int = 32) -> dict:
+  """Per (token position, feature) mean and variance of the target encoder's output over the
+  first `num_videos` training videos: what a model pretrained with
+  config.loss.target_norm='position_batch' standardised its targets with (there, over each
+  batch), so single videos can be scored on the same scale."""
+  source = jepa.make_source(cfg, "train", num_videos)
+  encode = jax.jit(lambda p, x: models.encoder.apply({"params": p}, x).astype(jnp.float32))
+  total, total_sq = 0.0, 0.0
+  for start in range(0, num_videos, batch_size):
+    frames = materialize(source, min(batch_size, num_videos - start), start)["frames"]
+    h = np.asarray(encode(target_encoder_params, frames), np.float64)
+    total, total_sq = total + h.sum(0), total_sq + np.square(h).sum(0)
+  mean = total / num_videos
+  var = np.maximum(total_sq / num_videos - np.square(mean), 0.0)
+  return {"mean": jnp.asarray(mean[None], jnp.float32), "var": jnp.asarray(var[None], jnp.float32)}
+
+
 def surprise_model(cfg, models, params) -> surprise.SurpriseModel:
-  """The V-JEPA latent surprise of a loaded pretraining run: windows of the clip length it was
-  trained on, frames of its input shape, context lengths in whole tubelets."""
+  """The V-JEPA latent surprise of a loaded pretraining run (or of random-init params of its
+  architecture): windows of the clip length it was trained on, frames of its input shape,
+  context lengths in whole tubelets, targets normalised as in its pretraining."""
   if cfg.data.get("modality", "video") != "video":
     raise ValueError("surprise needs a video V-JEPA; this run was pretrained with "
                      f"config.data.modality={cfg.data.modality!r}")
-  if cfg.loss.get("target_norm", "layer") != "layer":
-    raise ValueError(f"this run was pretrained with config.loss.target_norm="
-                     f"{cfg.loss.target_norm!r}; surprise compares layer-normed targets (the "
-                     "V-JEPA default), so use a model pretrained with target_norm='layer'")
+  target_norm = cfg.loss.get("target_norm", "layer")
+  if target_norm not in jepa.TARGET_NORMS:
+    raise ValueError(f"config.loss.target_norm={target_norm!r} of this run is unknown; choose "
+                     f"one of {jepa.TARGET_NORMS}")
+  if target_norm == "position_batch":
+    params = {**params, "target_stats": target_statistics(cfg, models, params["target_encoder"])}
   window, height, width = jepa.input_shape(cfg)
   tubelet = int(cfg.model.patch_size[0])
-  return surprise.SurpriseModel(surprise.jepa_window_error(models, models.grid_shape, tubelet),
-                                params, window, (height, width, jepa.input_channels(cfg)),
-                                tubelet)
+  return surprise.SurpriseModel(
+      surprise.jepa_window_error(models, models.grid_shape, tubelet, target_norm), params, window,
+      (height, width, jepa.input_channels(cfg)), tubelet)

@@ -67,14 +67,24 @@ def latent_window_error(encode_context, predict, encode_target, grid_shape, tube
   return window_error
 
 
-def jepa_window_error(models, grid_shape, tubelet: int):
-  """For params {'encoder', 'predictor', 'target_encoder'} of a V-JEPA (train/pretrain.py)."""
+def jepa_window_error(models, grid_shape, tubelet: int, target_norm: str = "layer"):
+  """For params {'encoder', 'predictor', 'target_encoder'} of a V-JEPA (train/pretrain.py).
+  target_norm as in its pretraining: 'layer', or 'position_batch', whose per-position statistics
+  of training videos come in params['target_stats'] {'mean', 'var'} (eval/pretrained.py)."""
+  if target_norm not in ("layer", "position_batch"):
+    raise ValueError(f"target_norm={target_norm!r}: choose 'layer' or 'position_batch'")
   enc, pred = models.encoder, models.predictor
+
+  def encode_target(p, x):
+    h = enc.apply({"params": p["target_encoder"]}, x)
+    if target_norm == "layer":
+      return losses.layer_norm_no_affine(h)
+    return losses.standardize_with(h, p["target_stats"]["mean"], p["target_stats"]["var"])
+
   return latent_window_error(
       lambda p, x, i: enc.apply({"params": p["encoder"]}, x, i),
       lambda p, z, c, t: pred.apply({"params": p["predictor"]}, z, c, t),
-      lambda p, x: losses.layer_norm_no_affine(enc.apply({"params": p["target_encoder"]}, x)),
-      grid_shape, tubelet)
+      encode_target, grid_shape, tubelet)
 
 
 def window_starts(num_frames: int, window: int, stride: int) -> np.ndarray:
