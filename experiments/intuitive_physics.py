@@ -160,6 +160,13 @@ def main(argv):
   for n, r in results.items():
     print(f"{n:<14}" + "".join(f"{100 * r['shared_context_accuracy'][k]['accuracy']:>12.1f}"
                                for k in kinds))
+  panels = {f"pairwise accuracy, aggregate {how}": {
+      n: {k: v["pairwise_acc"] for k, v in r["report"][how].items()} for n, r in results.items()}
+      for how in surprise.AGGREGATES}
+  panels["prediction check (shared-prefix windows)"] = {
+      n: {k: v["accuracy"] for k, v in r["shared_context_accuracy"].items()}
+      for n, r in results.items()}
+  bars = voe_metrics.plot_accuracy_bars(os.path.join(workdir, "accuracy.png"), panels, bar=0.9)
   summary = {"config": cfg.to_dict(), "pretrained_workdir": os.path.abspath(pre_dir),
              "pretrained_step": step, "pixel_history": pixel_history,
              "types": bench["type"], "variants": bench["variant"],
@@ -168,7 +175,7 @@ def main(argv):
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(summary, f, indent=1)
   print("wrote", os.path.join(workdir, "results.json"), "and",
-        ", ".join(r["plot"] for r in results.values()))
+        ", ".join([bars] + [r["plot"] for r in results.values()]))
 
 
 if __name__ == "__main__":

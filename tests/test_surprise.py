@@ -138,6 +138,13 @@ def test_shared_context_accuracy_by_hand():
   assert out["mean"] == {"accuracy": 0.75, "n": 2}
 
 
+def test_accuracy_bars_plot(tmp_path):
+  panels = {"pairwise": {"m1": {"a": 0.2, "mean": 0.4}, "m2": {"a": 0.9, "mean": 0.7}},
+            "check": {"m1": {"a": 0.5, "mean": 0.5}, "m2": {"a": 1.0, "mean": 1.0}}}
+  path = vm.plot_accuracy_bars(str(tmp_path / "acc.png"), panels, bar=0.9)
+  assert path.endswith("acc.png") and (tmp_path / "acc.png").stat().st_size > 1000
+
+
 # --- The real V-JEPA path: debug models, a checkpoint written and loaded back ---------------------
 
 

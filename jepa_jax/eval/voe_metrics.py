@@ -108,3 +108,33 @@ def plot_surprise_curves(path: str, curves: list[dict], title: str = ""):
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
+
+
+def plot_accuracy_bars(path: str, panels: dict, bar: float | None = None, chance: float = 0.5):
+  """panels: panel title -> {model name -> {type: accuracy in [0, 1]}} (e.g. pairwise accuracy
+  per aggregate, and the prediction check). Grouped bars per type, one colour per model; dashed
+  lines at chance and, if given, at the bar to reach."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.4), squeeze=False)
+  for ax, (title, by_model) in zip(axes.flat, panels.items()):
+    names = list(by_model)
+    kinds = list(by_model[names[0]])
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+      x = np.arange(len(kinds)) + (j - (len(names) - 1) / 2) * width
+      ax.bar(x, [100 * by_model[name][k] for k in kinds], width, label=name)
+    ax.axhline(100 * chance, color="k", ls="--", lw=1)
+    if bar is not None:
+      ax.axhline(100 * bar, color="tab:purple", ls=":", lw=1.5, label=f"bar {100 * bar:.0f} %")
+    ax.set_xticks(np.arange(len(kinds)), kinds, fontsize=7, rotation=20)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("%", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+  axes.flat[0].legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
