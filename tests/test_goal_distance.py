@@ -244,15 +244,15 @@ def _end_to_end(tmp):
       pc, 'random')), E.env_config(pc, 'random')))
   z_traj, a_HA = jnp.stack([z, z + 0.1]), jnp.zeros((1, 2))
   base = E.cost_fn(pc, None)(z_traj, a_HA, z)
-  with_d = E.cost_fn(pc, None, E.distance_term(pc, wm))(z_traj, a_HA, z)
+  with_d = E.cost_fn(pc, None, E.distance_term(pc))(z_traj, a_HA, z)
   assert float(with_d - base) == pytest.approx(float(distance_fn(z + 0.1, z)), rel=1e-5)
 
   pc.world_model.workdir = str(tmp_path / 'another_wm')
   with pytest.raises(ValueError, match='fitted on the latents'):
-    E.distance_term(pc, wm)
+    E.distance_term(pc)
   pc.cost.distance.workdir = ''
   with pytest.raises(ValueError, match='cost.distance.workdir'):
-    E.distance_term(pc, wm)
+    E.distance_term(pc)
   print('end to end ok')
 
 

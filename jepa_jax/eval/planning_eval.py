@@ -101,7 +101,7 @@ def _goal_distance(workdir: str, saved_at: float):
   return goal_distance.load(workdir)
 
 
-def distance_term(cfg, wm: WorldModel | None = None):
+def distance_term(cfg):
   """(weight, cost) of the learned goal distance in `cost.distance`, or None when its weight is 0.
   The distance must have been fitted on this world model's latents."""
   dist = cfg.cost.get('distance', None)
@@ -116,7 +116,7 @@ def distance_term(cfg, wm: WorldModel | None = None):
                                      if os.path.exists(meta_path) else 0.0)
   wm_dir = cfg.world_model.get('workdir', '')
   fitted_on = meta.get('world_model_workdir', '')
-  if wm is not None and fitted_on and os.path.abspath(fitted_on) != os.path.abspath(wm_dir):
+  if fitted_on and os.path.abspath(fitted_on) != os.path.abspath(wm_dir):
     raise ValueError(f'cost.distance.workdir={dist.workdir!r} was fitted on the latents of '
                      f'{fitted_on!r}, but planning uses world_model.workdir={wm_dir!r}; fit a '
                      'distance on this world model (experiments.goal_distance '
@@ -222,7 +222,7 @@ def build(cfg, wm: WorldModel, planner: str, layout: str):
     raise ValueError(f'control.action_max_norm={cl.action_max_norm} exceeds the environment\'s '
                      f'max_action_norm={env_cfg.max_action_norm}: the env would clip differently '
                      'from the model; lower control.action_max_norm')
-  step, cost = planning_step(wm.step, cl), cost_fn(cfg, wm.project, distance_term(cfg, wm))
+  step, cost = planning_step(wm.step, cl), cost_fn(cfg, wm.project, distance_term(cfg))
   plan = _planner(cfg, planner, cfg.planner, step, cost)
   hier = cfg.get('hierarchy', None)
   if hier is not None and hier.enabled:

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 
 from jepa_jax.data.sources import materialize
-from jepa_jax.eval import surprise
+from jepa_jax.eval import probe, surprise
 from jepa_jax.train import checkpoint as ckpt
 from jepa_jax.train import pretrain as jepa
 
@@ -70,15 +70,10 @@ def target_statistics(cfg, models, target_encoder_params, num_videos: int = STAT
   first `num_videos` training videos: what a model pretrained with
   config.loss.target_norm='position_batch' standardised its targets with (there, over each
   batch), so single videos can be scored on the same scale."""
-  source = jepa.make_source(cfg, "train", num_videos)
-  encode = jax.jit(lambda p, x: models.encoder.apply({"params": p}, x).astype(jnp.float32))
-  total, total_sq = 0.0, 0.0
-  for start in range(0, num_videos, batch_size):
-    frames = materialize(source, min(batch_size, num_videos - start), start)["frames"]
-    h = np.asarray(encode(target_encoder_params, frames), np.float64)
-    total, total_sq = total + h.sum(0), total_sq + np.square(h).sum(0)
-  mean = total / num_videos
-  var = np.maximum(total_sq / num_videos - np.square(mean), 0.0)
+  frames = materialize(jepa.make_source(cfg, "train", num_videos), num_videos)["frames"]
+  h = probe.extract_features(lambda p, x: models.encoder.apply({"params": p}, x),
+                             target_encoder_params, frames, batch_size).astype(np.float64)
+  mean, var = h.mean(0), h.var(0)
   return {"mean": jnp.asarray(mean[None], jnp.float32), "var": jnp.asarray(var[None], jnp.float32)}
 
 
