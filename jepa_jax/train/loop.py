@@ -111,9 +111,16 @@ def train(task: Task, cfg, workdir: str, resume: bool = False, mesh=None,
   bar = tqdm(total=task.total_steps, initial=start, disable=not progress or jax.process_index(),
              desc="train", unit="step", dynamic_ncols=True, mininterval=2.0)
   last, t0, t_log, n_log = {}, time.time(), time.time(), 0
+  in_flight = None
   for step in range(start, end):
     batch = shd.to_global_batch(next(data_iter), mesh)
     state, metrics = step_fn(state, batch)
+    # Keep one step in flight: the next batch is still prepared while this step computes, but
+    # dispatch no longer runs tens of steps ahead, which made the bar's rate and ETA swing
+    # between bursts and stalls at every log step.
+    if in_flight is not None:
+      jax.block_until_ready(in_flight)
+    in_flight = metrics
     n_log += 1
     done = step + 1
     if done % cfg.log_every == 0 or done == end:
