@@ -17,6 +17,11 @@ def latent_prediction_loss(pred, target, kind: str = "l1", beta: float = 1.0):
   raise ValueError(f"unknown loss kind {kind!r}; choose 'l1', 'smooth_l1' or 'l2' (config loss.kind)")
 
 
+# How targets are normalised (config.loss.target_norm): 'layer' = layer_norm_no_affine per token
+# (I-JEPA/V-JEPA); 'position_batch' = standardize_per_position over the batch.
+TARGET_NORMS = ("layer", "position_batch")
+
+
 def standardize_per_position(h_BND, eps: float = 1e-6):
   """Standardise each (token position, feature) over the batch. What every video shares at a
   position — the position code a ViT carries from its embeddings — is removed, so a predictor

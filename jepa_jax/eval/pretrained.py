@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jepa_jax import losses
 from jepa_jax.data.sources import materialize
 from jepa_jax.eval import probe, surprise
 from jepa_jax.train import checkpoint as ckpt
@@ -85,9 +86,9 @@ def surprise_model(cfg, models, params) -> surprise.SurpriseModel:
     raise ValueError("surprise needs a video V-JEPA; this run was pretrained with "
                      f"config.data.modality={cfg.data.modality!r}")
   target_norm = cfg.loss.get("target_norm", "layer")
-  if target_norm not in jepa.TARGET_NORMS:
+  if target_norm not in losses.TARGET_NORMS:
     raise ValueError(f"config.loss.target_norm={target_norm!r} of this run is unknown; choose "
-                     f"one of {jepa.TARGET_NORMS}")
+                     f"one of {losses.TARGET_NORMS}")
   if target_norm == "position_batch":
     params = {**params, "target_stats": target_statistics(cfg, models, params["target_encoder"])}
   window, height, width = jepa.input_shape(cfg)

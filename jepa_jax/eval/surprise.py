@@ -71,8 +71,8 @@ def jepa_window_error(models, grid_shape, tubelet: int, target_norm: str = "laye
   """For params {'encoder', 'predictor', 'target_encoder'} of a V-JEPA (train/pretrain.py).
   target_norm as in its pretraining: 'layer', or 'position_batch', whose per-position statistics
   of training videos come in params['target_stats'] {'mean', 'var'} (eval/pretrained.py)."""
-  if target_norm not in ("layer", "position_batch"):
-    raise ValueError(f"target_norm={target_norm!r}: choose 'layer' or 'position_batch'")
+  if target_norm not in losses.TARGET_NORMS:
+    raise ValueError(f"target_norm={target_norm!r}: choose one of {losses.TARGET_NORMS}")
   enc, pred = models.encoder, models.predictor
 
   def encode_target(p, x):

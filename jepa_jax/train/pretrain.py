@@ -130,9 +130,6 @@ def init_state(models: JEPAModels, cfg, rng, batch, total_steps: int) -> JEPATra
   return state.replace(step=jnp.zeros((), jnp.int32))
 
 
-TARGET_NORMS = ("layer", "position_batch")
-
-
 def target_features(models: JEPAModels, target_params, frames, norm: str = "layer"):
   """EMA encoder on the full input, then the targets' normalisation: 'layer' (LayerNorm without
   affine, I-JEPA/V-JEPA) or 'position_batch' (standardised per token position and feature over
@@ -141,7 +138,7 @@ def target_features(models: JEPAModels, target_params, frames, norm: str = "laye
   if norm == "position_batch":
     return h, losses.standardize_per_position(h)
   if norm != "layer":
-    raise ValueError(f"config.loss.target_norm={norm!r}: choose one of {TARGET_NORMS}")
+    raise ValueError(f"config.loss.target_norm={norm!r}: choose one of {losses.TARGET_NORMS}")
   return h, losses.layer_norm_no_affine(h)
 
 
@@ -149,8 +146,9 @@ def make_train_step(models: JEPAModels, cfg, total_steps: int):
   momentum_fn = ema_momentum(cfg.optim, total_steps)
   var_w, cov_w = cfg.loss.get("var_weight", 0.0), cfg.loss.get("cov_weight", 0.0)
   target_norm = cfg.loss.get("target_norm", "layer")
-  if target_norm not in TARGET_NORMS:
-    raise ValueError(f"config.loss.target_norm={target_norm!r}: choose one of {TARGET_NORMS}")
+  if target_norm not in losses.TARGET_NORMS:
+    raise ValueError(f"config.loss.target_norm={target_norm!r}: choose one of "
+                     f"{losses.TARGET_NORMS}")
   content_views = [i for i, m in enumerate(cfg.masks) if m.get("context_frames") is not None]
   if (var_w or cov_w) and not content_views:
     raise ValueError("loss.var_weight/cov_weight regularise the context encoder of past -> "
