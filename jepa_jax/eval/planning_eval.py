@@ -165,6 +165,22 @@ def _planner(cfg, name: str, planner_cfg, step, cost):
   return make_planner(name, planner_cfg, step, cost)
 
 
+def _two_scale_cost(cfg, cost, step_low, step_high):
+  """The 'tail' selection's cost: a fine plan's goal cost plus that of the high-level tail
+  unrolled from the fine plan's end (the fine plan is unrolled once for both)."""
+  def goal_cost(step, params, z_traj, actions_HA, z_goal):
+    if cfg.cost.get('goal_rollout', False):
+      return corrected_cost(step, cost, params, z_traj, actions_HA, z_goal)
+    return cost(z_traj, actions_HA, z_goal)
+
+  def two_scale_cost(params, z0, fine_HA, tail_HA, z_goal):
+    fine = unroll(step_low, params, z0, fine_HA)
+    tail = unroll(step_high, params, jax.tree.map(lambda z: z[-1], fine), tail_HA)
+    return (goal_cost(step_low, params, fine, fine_HA, z_goal)
+            + goal_cost(step_high, params, tail, tail_HA, z_goal))
+  return two_scale_cost
+
+
 def _hierarchical(cfg, hier, wm: WorldModel, cl: ClosedLoopConfig, plan_low, step_low, cost):
   """The evaluated planner becomes the fine level under a coarse `hierarchy.planner` whose macro
   actions are held `hierarchy.action_repeat` env steps (planning/hierarchical.py)."""
@@ -190,22 +206,13 @@ def _hierarchical(cfg, hier, wm: WorldModel, cl: ClosedLoopConfig, plan_low, ste
   plan_high = _planner(cfg, hier.planner, high_cfg, step_high, cost)
   hcfg = HierarchyConfig(horizon=int(hier.horizon), subgoal_after=int(hier.subgoal_after),
                          cold_restart=bool(cl.cold_restart))
-  two_scale_cost = None
-  if hier.get('select', 'subgoal') == 'tail':
-    def goal_cost(step, params, z_traj, actions_HA, z_goal):
-      if cfg.cost.get('goal_rollout', False):
-        return corrected_cost(step, cost, params, z_traj, actions_HA, z_goal)
-      return cost(z_traj, actions_HA, z_goal)
-
-    def two_scale_cost(params, z0, fine_HA, tail_HA, z_goal):
-      fine = unroll(step_low, params, z0, fine_HA)  # unrolled once: its cost and the tail's start
-      tail = unroll(step_high, params, jax.tree.map(lambda z: z[-1], fine), tail_HA)
-      return (goal_cost(step_low, params, fine, fine_HA, z_goal)
-              + goal_cost(step_high, params, tail, tail_HA, z_goal))
-  elif hier.get('select', 'subgoal') != 'subgoal':
-    raise ValueError(f"hierarchy.select={hier.select!r}: choose 'subgoal' (the fine level aims at "
+  select = hier.get('select', 'subgoal')
+  if select not in ('subgoal', 'tail'):
+    raise ValueError(f"hierarchy.select={select!r}: choose 'subgoal' (the fine level aims at "
                      "the subgoal) or 'tail' (goal- and subgoal-aimed fine plans, the one whose "
                      "plan plus the high-level tail costs less to the goal is kept)")
+  two_scale_cost = (_two_scale_cost(cfg, cost, step_low, step_high) if select == 'tail'
+                    else None)
   return make_hierarchical_planner(plan_high, step_high, plan_low, hcfg, cl.action_dim,
                                    two_scale_cost=two_scale_cost)
 
