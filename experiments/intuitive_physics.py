@@ -1,13 +1,15 @@
-r"""Intuitive physics: violation-of-expectation benchmark, surprise of V-JEPA and two baselines.
+r"""Intuitive physics: violation-of-expectation benchmark; surprise of JEPAs and baselines.
 
   python -m experiments.intuitive_physics --pretrained=runs/pretrain --workdir=runs/voe
   python -m experiments.intuitive_physics --config=experiments/configs/intuitive_physics.py:debug \
       --workdir=/tmp/voe_debug                        # trains a debug V-JEPA first
 
 Models: the pretrained V-JEPA (latent error of its predictor vs. its target encoder), the same
-architecture at random init (same surprise function), and a pixel predictor trained on the
-same possible videos. Prints pairwise accuracy / AUROC per violation type; writes
-results.json and surprise_<model>.png (surprise over time, violation frame marked).
+architecture at random init (same surprise function), a pixel predictor trained on the
+same possible videos, and a frame-level JEPA (conv encoder per frame, next-frame latent
+predictor; train/frame_jepa.py) trained here on those videos, with its random init beside it.
+Prints pairwise accuracy / AUROC per violation type; writes results.json and
+surprise_<model>.png (surprise over time, violation frame marked).
 """
 
 import dataclasses
@@ -15,6 +17,7 @@ import json
 import os
 import time
 
+import ml_collections
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -22,7 +25,7 @@ from ml_collections import config_flags
 from experiments.configs import pretrain as pretrain_configs
 from jepa_jax.data import violations as voe
 from jepa_jax.eval import pixel_baseline, pretrained, surprise, voe_metrics
-from jepa_jax.train import loop
+from jepa_jax.train import frame_jepa, loop
 from jepa_jax.train import pretrain as jepa
 
 _CONFIGS = os.path.join(os.path.dirname(__file__), "configs", "intuitive_physics.py")
@@ -115,6 +118,29 @@ def main(argv):
     surprise_models["pixel"] = surprise.SurpriseModel(
         pixel_baseline.window_error_fn(pmodels), pparams, window, frame_shape, tubelet)
 
+  frame_history = []
+  settings = {name: (cfg.surprise, window) for name in surprise_models}
+  if cfg.frame.enabled:
+    t0 = time.time()
+    fm = cfg.frame
+    fmodel, fparams, frame_history = frame_jepa.train_frame_jepa(
+        jepa.make_source(pcfg, "train"), context=fm.context, width=fm.width, dim=fm.dim,
+        steps=fm.steps, batch_size=fm.batch_size, lr=fm.lr, ema=fm.ema, var_weight=fm.var,
+        cov_weight=fm.cov, rollout=fm.rollout, input_norm=fm.input_norm,
+        clips_per_video=fm.clips_per_video, seed=cfg.seed, verbose=True)
+    print(f"frame JEPA: {fm.steps} steps in {(time.time() - t0) / 60:.1f} min, final prediction "
+          f"loss {frame_history[-1]['pred_loss']:.4g}")
+    # Its own windows: K context frames, `horizon` predicted, every `stride` frames.
+    fs = ml_collections.ConfigDict(dict(stride=fm.stride, context_frames=(fm.context,),
+                                        batch_size=cfg.surprise.batch_size))
+    fmodel.check_steps(fm.horizon)
+    error = frame_jepa.window_error_fn(fmodel)
+    random_params = frame_jepa.init_params(fmodel, frame_shape, cfg.random_init_seed)
+    for name, p in (("frame_jepa", fparams), ("frame_random_init", random_params)):
+      surprise_models[name] = surprise.SurpriseModel(error, p, fm.context + fm.horizon,
+                                                     frame_shape, 1)
+      settings[name] = (fs, fm.context + fm.horizon)
+
   # --- Benchmark ---------------------------------------------------------------------------------
   t0 = time.time()
   b = cfg.benchmark
@@ -131,14 +157,15 @@ def main(argv):
   results = {}
   for name, model in surprise_models.items():
     t0 = time.time()
-    scores = score_pairs(model, bench, cfg.surprise)
+    s, window = settings[name]
+    scores = score_pairs(model, bench, s)
     by_agg = {how: voe_metrics.voe_report(scores[how]["possible"], scores[how]["impossible"],
                                           bench["type"]) for how in surprise.AGGREGATES}
     plot = plot_examples(os.path.join(workdir, f"surprise_{name}.png"), name, scores, bench,
                          window, cfg.plot_pairs_per_type)
     check = voe_metrics.shared_context_accuracy(
         scores["curve_possible"], scores["curve_impossible"], scores["starts"],
-        bench["t_violation"], bench["type"], window, max(cfg.surprise.context_frames))
+        bench["t_violation"], bench["type"], window, max(s.context_frames))
     results[name] = {"report": by_agg, "plot": plot, "seconds": time.time() - t0,
                      "shared_context_accuracy": check,
                      "window_end_frames": (scores["starts"] + window - 1).tolist(),
@@ -150,15 +177,18 @@ def main(argv):
                                          if a != cfg.surprise.aggregate]:
     print(f"\nViolation of expectation, {b.pairs_per_type} pairs per type, aggregate={how}"
           f"{' (configured)' if how == cfg.surprise.aggregate else ''}, "
-          f"context={tuple(cfg.surprise.context_frames)} frames, stride={cfg.surprise.stride} "
-          "(pairwise accuracy / AUROC, %):")
+          f"context={tuple(cfg.surprise.context_frames)} frames, stride={cfg.surprise.stride}"
+          + (f" (frame JEPA: context {cfg.frame.context}, {cfg.frame.horizon} predicted, stride "
+             f"{cfg.frame.stride})" if cfg.frame.enabled else "")
+          + " (pairwise accuracy / AUROC, %):")
     print(voe_metrics.table({n: r["report"][how] for n, r in results.items()}))
   print("\nPrediction check (diagnostic; uses the violation frame): on windows whose context is "
         "the twins' shared prefix, the share where the possible future is the closer one, %:")
   kinds = list(next(iter(results.values()))["shared_context_accuracy"])
-  print(f"{'model':<14}" + "".join(f"{k:>12}" for k in kinds))
+  w = max(14, *(len(n) + 1 for n in results))
+  print(f"{'model':<{w}}" + "".join(f"{k:>12}" for k in kinds))
   for n, r in results.items():
-    print(f"{n:<14}" + "".join(f"{100 * r['shared_context_accuracy'][k]['accuracy']:>12.1f}"
+    print(f"{n:<{w}}" + "".join(f"{100 * r['shared_context_accuracy'][k]['accuracy']:>12.1f}"
                                for k in kinds))
   panels = {f"pairwise accuracy, aggregate {how}": {
       n: {k: v["pairwise_acc"] for k, v in r["report"][how].items()} for n, r in results.items()}
@@ -169,6 +199,7 @@ def main(argv):
   bars = voe_metrics.plot_accuracy_bars(os.path.join(workdir, "accuracy.png"), panels, bar=0.9)
   summary = {"config": cfg.to_dict(), "pretrained_workdir": os.path.abspath(pre_dir),
              "pretrained_step": step, "pixel_history": pixel_history,
+             "frame_jepa_history": frame_history,
              "types": bench["type"], "variants": bench["variant"],
              "t_violation": bench["t_violation"].tolist(), "models": results,
              "seconds": time.time() - t_start}

@@ -73,10 +73,11 @@ def table(reports: dict) -> str:
   """reports: model name -> voe_report(...). Pairwise accuracy / AUROC per type, in %."""
   names = list(reports)
   kinds = list(reports[names[0]])
-  lines = [f"{'model':<14}" + "".join(f"{k:>16}" for k in kinds),
-           f"{'':<14}" + "".join(f"{'pair / AUROC':>16}" for _ in kinds)]
+  w = max(14, *(len(n) + 1 for n in names))
+  lines = [f"{'model':<{w}}" + "".join(f"{k:>16}" for k in kinds),
+           f"{'':<{w}}" + "".join(f"{'pair / AUROC':>16}" for _ in kinds)]
   for n in names:
-    lines.append(f"{n:<14}" + "".join(
+    lines.append(f"{n:<{w}}" + "".join(
         f"{100 * reports[n][k]['pairwise_acc']:>9.1f} /{100 * reports[n][k]['auroc']:>5.1f}"
         for k in kinds))
   return "\n".join(lines)

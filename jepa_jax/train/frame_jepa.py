@@ -1,0 +1,184 @@
+"""Training and surprise for the frame-level video JEPA (nn/frame_jepa.py).
+
+Objective, per clip of K + R frames: the predictor maps the online encoder's latents of frames
+1..K to frame K + 1's and, for R > 1, rolls on, feeding back its predictions; each is regressed
+(L1) onto the layer-normed latents of an EMA target encoder (stop-gradient), as V-JEPA's loss.
+VICReg variance / covariance terms on the online latents keep the encoder from collapsing early,
+before the EMA target has drifted away from it.
+
+Predictions live in the layer-normed target space, so feeding them back (R > 1, or surprise
+over more than one predicted frame) needs the predictor's inputs layer-normed too
+(`input_norm`). For one-frame prediction raw inputs detect more violations (mean pairwise
+accuracy 74.8 % vs 68.5 %, BUILD_NOTES session 12), so that is the default.
+
+Surprise of a window of W frames with C context frames (C >= K): the predictor rolls out frames
+C..W-1 from the last K context latents; the window's error is the mean L1 over those frames
+and tokens.
+"""
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jepa_jax import losses
+from jepa_jax.nn.frame_jepa import FrameEncoder, NextFramePredictor
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameJEPA:
+  encoder: FrameEncoder
+  predictor: NextFramePredictor
+  context: int  # K frames the predictor sees
+  input_norm: bool = False  # layer-norm the predictor's inputs (required to feed predictions back)
+
+  def encode(self, params_enc, frames_BTHWC):
+    b, t = frames_BTHWC.shape[:2]
+    frames = frames_BTHWC.reshape(b * t, *frames_BTHWC.shape[2:])
+    z = self.encoder.apply({"params": params_enc}, frames)
+    return z.reshape(b, t, *z.shape[1:])
+
+  def predict(self, params_pred, z_BKhwD):
+    return self.predictor.apply({"params": params_pred}, z_BKhwD)
+
+  def predictor_inputs(self, z):
+    """Encoder latents as the predictor takes them: layer-normed when input_norm."""
+    return losses.layer_norm_no_affine(z) if self.input_norm else z
+
+  def check_steps(self, steps: int):
+    if steps > 1 and not self.input_norm:
+      raise ValueError(f"predicting {steps} frames feeds predictions (layer-normed) back as "
+                       "inputs, which needs frame.input_norm=True; or set frame.rollout=1 and "
+                       "frame.horizon=1")
+
+  def rollout(self, params_pred, z_BKhwD, steps: int):
+    """Context latents of K frames -> predictions of the next `steps` (B, steps, h, w, D), each
+    from the last K frames, predictions fed back."""
+    self.check_steps(steps)
+    preds = []
+    for _ in range(steps):
+      preds.append(self.predict(params_pred, z_BKhwD[:, -self.context:]))
+      z_BKhwD = jnp.concatenate([z_BKhwD, preds[-1][:, None]], axis=1)
+    return jnp.stack(preds, axis=1)
+
+
+def make_model(context: int, width: int, dim: int, input_norm: bool = False,
+               dilations=(1, 2, 4, 1)) -> FrameJEPA:
+  if context < 1:
+    raise ValueError(f"frame.context={context}: the predictor needs at least 1 frame")
+  return FrameJEPA(FrameEncoder(width, dim), NextFramePredictor(width, dim, tuple(dilations)),
+                   context, input_norm)
+
+
+def init_params(model: FrameJEPA, frame_shape, seed: int) -> dict:
+  """{'encoder', 'predictor', 'target_encoder'}; the target starts as a copy of the encoder."""
+  k1, k2 = jax.random.split(jax.random.key(seed))
+  enc = model.encoder.init(k1, jnp.zeros((1, *frame_shape), jnp.uint8))["params"]
+  z = model.encoder.apply({"params": enc}, jnp.zeros((1, *frame_shape), jnp.uint8))
+  pred = model.predictor.init(k2, jnp.zeros((1, model.context, *z.shape[1:])))["params"]
+  return {"encoder": enc, "predictor": pred, "target_encoder": jax.tree.map(jnp.copy, enc)}
+
+
+def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight: float):
+  """-> (loss, metrics) for clips of K + R frames (R = rollout steps)."""
+  k = model.context
+  z_BKhwD = model.encode(params["encoder"], clips_BTHWC[:, :k])
+  target = jax.lax.stop_gradient(losses.layer_norm_no_affine(
+      model.encode(params["target_encoder"], clips_BTHWC[:, k:])))
+  pred = model.rollout(params["predictor"], model.predictor_inputs(z_BKhwD),
+                       clips_BTHWC.shape[1] - k)
+  pred_loss = jnp.mean(jnp.abs(pred - target))
+  var, cov = losses.variance_loss(z_BKhwD), losses.covariance_loss(z_BKhwD)
+  metrics = {"pred_loss": pred_loss, "var_loss": var, "cov_loss": cov,
+             "latent_std": jnp.mean(losses.feature_std(z_BKhwD))}
+  return pred_loss + var_weight * var + cov_weight * cov, metrics
+
+
+def make_train_step(model: FrameJEPA, tx, ema: float, var_weight: float, cov_weight: float):
+  """(params, opt_state, clips) -> (params, opt_state, loss, metrics); the EMA update of the
+  target encoder happens inside the step. Jit it (donating params and opt_state)."""
+
+  def step(params, opt_state, clips_BTHWC):
+    online = {k: params[k] for k in ("encoder", "predictor")}
+
+    def objective(p):
+      return loss_fn(model, {**params, **p}, clips_BTHWC, var_weight, cov_weight)
+
+    (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(online)
+    updates, opt_state = tx.update(grads, opt_state, online)
+    online = optax.apply_updates(online, updates)
+    target = jax.tree.map(lambda t, o: ema * t + (1.0 - ema) * o, params["target_encoder"],
+                          online["encoder"])
+    return {**online, "target_encoder": target}, opt_state, loss, metrics
+
+  return step
+
+
+def window_error_fn(model: FrameJEPA):
+  """The surprise driver's interface: (params, clips_BWHWC uint8, context_frames static) -> (B,)."""
+  k = model.context
+
+  def window_error(params, clips_BWHWC, context_frames: int):
+    w = clips_BWHWC.shape[1]
+    if not k <= context_frames < w:
+      raise ValueError(f"context_frames={context_frames}: the frame JEPA needs at least its "
+                       f"{k} context frames and at least one frame to predict in a window of {w}")
+    z = model.predictor_inputs(
+        model.encode(params["encoder"], clips_BWHWC[:, context_frames - k:context_frames]))
+    target = losses.layer_norm_no_affine(
+        model.encode(params["target_encoder"], clips_BWHWC[:, context_frames:]))
+    pred = model.rollout(params["predictor"], z, w - context_frames)
+    return jnp.mean(jnp.abs(pred - target), axis=(1, 2, 3, 4))
+
+  return window_error
+
+
+def sample_clips(source, rng: np.random.Generator, batch_size: int, clip_len: int,
+                 clips_per_video: int) -> np.ndarray:
+  """batch_size random clips of clip_len consecutive frames, clips_per_video from each video
+  drawn (generating a procedural video costs more than cutting several clips from it)."""
+  clips = []
+  while len(clips) < batch_size:
+    frames = source[int(rng.integers(len(source)))]["frames"]
+    if len(frames) < clip_len:
+      raise ValueError(f"videos of {len(frames)} frames are shorter than frame.context + "
+                       f"frame.rollout = {clip_len}")
+    for s in rng.integers(0, len(frames) - clip_len + 1, clips_per_video):
+      clips.append(frames[s:s + clip_len])
+  return np.stack(clips[:batch_size])
+
+
+def train_frame_jepa(source, *, context: int, width: int, dim: int, steps: int, batch_size: int,
+                     lr: float, ema: float, var_weight: float, cov_weight: float,
+                     rollout: int = 1, input_norm: bool = False, clips_per_video: int = 4,
+                     seed: int = 0, log_every: int = 50, verbose: bool = False):
+  """Trains on clips of context + rollout frames of `source` videos ({'frames': (T, H, W, C)
+  uint8}). -> (model, params, history)."""
+  if rollout < 1:
+    raise ValueError(f"frame.rollout={rollout}: predict at least 1 frame per clip")
+  model = make_model(context, width, dim, input_norm)
+  model.check_steps(rollout)
+  frame_shape = source[0]["frames"].shape[1:]
+  params = init_params(model, frame_shape, seed)
+  warmup = min(50, max(steps // 10, 1))
+  tx = optax.adamw(optax.warmup_cosine_decay_schedule(lr / 10, lr, warmup, max(steps, warmup + 1),
+                                                      lr / 100), weight_decay=0.01)
+  opt_state = tx.init({k: params[k] for k in ("encoder", "predictor")})
+  step = jax.jit(make_train_step(model, tx, ema, var_weight, cov_weight), donate_argnums=(0, 1))
+  rng = np.random.default_rng(seed)
+  history, t0 = [], time.time()
+  for i in range(steps):
+    clips = sample_clips(source, rng, batch_size, context + rollout, clips_per_video)
+    params, opt_state, loss, metrics = step(params, opt_state, clips)
+    if (i + 1) % log_every == 0 or i + 1 == steps:
+      history.append({"step": i + 1, "loss": float(loss), "seconds": time.time() - t0,
+                      **{k: float(v) for k, v in metrics.items()}})
+      if verbose:
+        eta = history[-1]["seconds"] / (i + 1) * (steps - i - 1)
+        print(f"frame JEPA step {i + 1}/{steps}: loss {float(loss):.4g} (prediction "
+              f"{history[-1]['pred_loss']:.4g}, latent std {history[-1]['latent_std']:.3f}), "
+              f"{history[-1]['seconds']:.0f} s, ETA {eta / 60:.1f} min", flush=True)
+  return model, params, history

@@ -1,0 +1,123 @@
+"""Frame-level video JEPA (nn/frame_jepa.py, train/frame_jepa.py): shapes, stop-gradient, EMA
+inside the step, one trace, the surprise window error against a hand computation."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jepa_jax import losses
+from jepa_jax.data import physics as ph
+from jepa_jax.train import frame_jepa as fj
+
+K, D, FRAME = 2, 4, (32, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def model_params():
+  model = fj.make_model(context=K, width=8, dim=D)
+  return model, fj.init_params(model, FRAME, seed=0)
+
+
+def _clips(b, t, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, (b, t, *FRAME), dtype=np.uint8)
+
+
+def test_shapes_and_target_copy(model_params):
+  model, params = model_params
+  z = model.encode(params["encoder"], _clips(3, 5))
+  chex.assert_shape(z, (3, 5, 8, 8, D))  # 4-px token grid
+  chex.assert_shape(model.predict(params["predictor"], z[:, :K]), (3, 8, 8, D))
+  chex.assert_trees_all_equal(params["encoder"], params["target_encoder"])
+
+
+def test_target_encoder_gets_no_gradient(model_params):
+  model, params = model_params
+  grads = jax.grad(lambda p: fj.loss_fn(model, p, _clips(4, K + 1), 1.0, 0.04)[0])(params)
+  assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads["target_encoder"]))
+  assert any(float(jnp.abs(g).max()) > 0.0 for g in jax.tree.leaves(grads["encoder"]))
+
+
+def test_step_updates_target_by_ema_and_traces_once(model_params):
+  model, params = model_params
+  tx = optax.adam(1e-3)
+  online = {k: params[k] for k in ("encoder", "predictor")}
+  ema = 0.9
+  step = jax.jit(chex.assert_max_traces(fj.make_train_step(model, tx, ema, 1.0, 0.04), n=1))
+  new, opt_state, loss, metrics = step(params, tx.init(online), _clips(4, K + 1, 1))
+  expected = jax.tree.map(lambda t, o: ema * t + (1 - ema) * o, params["target_encoder"],
+                          new["encoder"])
+  chex.assert_trees_all_close(new["target_encoder"], expected, rtol=1e-6, atol=1e-7)
+  assert not np.allclose(new["encoder"]["head"]["kernel"], params["encoder"]["head"]["kernel"])
+  assert set(metrics) == {"pred_loss", "var_loss", "cov_loss", "latent_std"}
+  assert np.isfinite(float(loss))
+  step(new, opt_state, _clips(4, K + 1, 2))  # same shapes: no retrace
+
+
+class WindowErrorTest(chex.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_against_hand_rollout(self):
+    model = fj.make_model(context=K, width=8, dim=D, input_norm=True)
+    params = fj.init_params(model, FRAME, seed=3)
+    params["target_encoder"] = fj.init_params(model, FRAME, seed=4)["encoder"]  # differ
+    clips = _clips(2, 5, 7)
+    err = self.variant(fj.window_error_fn(model), static_argnums=2)(params, clips, 3)
+    # By hand: context frames 1..2 (the last K of 3), predict frames 3 and 4, feeding back.
+    z = losses.layer_norm_no_affine(model.encode(params["encoder"], clips[:, 1:3]))
+    tgt = losses.layer_norm_no_affine(model.encode(params["target_encoder"], clips[:, 3:]))
+    p3 = model.predict(params["predictor"], z)
+    p4 = model.predict(params["predictor"], jnp.stack([z[:, 1], p3], 1))
+    want = (jnp.abs(p3 - tgt[:, 0]).mean((1, 2, 3)) + jnp.abs(p4 - tgt[:, 1]).mean((1, 2, 3))) / 2
+    chex.assert_shape(err, (2,))
+    np.testing.assert_allclose(err, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("input_norm,rollout", [(False, 1), (True, 3)])
+def test_loss_is_the_surprise_of_the_same_window(input_norm, rollout):
+  """Training on clips of K + R frames minimises exactly the mean window error of surprise."""
+  model = fj.make_model(context=K, width=8, dim=D, input_norm=input_norm)
+  params = fj.init_params(model, FRAME, seed=1)
+  clips = _clips(3, K + rollout, 5)
+  _, metrics = fj.loss_fn(model, params, clips, 1.0, 0.04)
+  window = fj.window_error_fn(model)(params, clips, K)
+  np.testing.assert_allclose(metrics["pred_loss"], window.mean(), rtol=1e-5)
+
+
+def test_window_error_rejects_short_context(model_params):
+  model, params = model_params
+  with pytest.raises(ValueError, match="at least its 2 context frames"):
+    fj.window_error_fn(model)(params, _clips(1, 4), 1)
+  with pytest.raises(ValueError, match="at least one frame to predict"):
+    fj.window_error_fn(model)(params, _clips(1, 4), 4)
+  # Raw (not layer-normed) inputs: predictions cannot be fed back.
+  with pytest.raises(ValueError, match="needs frame.input_norm=True"):
+    fj.window_error_fn(model)(params, _clips(1, 4), 2)
+  with pytest.raises(ValueError, match="needs frame.input_norm=True"):
+    fj.train_frame_jepa([{"frames": _clips(1, 4)[0]}], context=K, width=8, dim=D, steps=1,
+                        batch_size=1, lr=1e-3, ema=0.99, var_weight=1.0, cov_weight=0.04,
+                        rollout=2)
+
+
+def test_sample_clips_cuts_consecutive_frames():
+  video = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+  source = [{"frames": video}] * 3
+  clips = fj.sample_clips(source, np.random.default_rng(0), 7, 3, clips_per_video=2)
+  chex.assert_shape(clips, (7, 3, 2, 2, 3))
+  first = clips[:, :, 0, 0, 0].astype(int)
+  np.testing.assert_array_equal(np.diff(first, axis=1), 1)
+  with pytest.raises(ValueError, match=r"shorter than frame.context \+ frame.rollout"):
+    fj.sample_clips(source, np.random.default_rng(0), 2, 11, clips_per_video=1)
+
+
+@pytest.mark.parametrize("input_norm,rollout", [(False, 1), (True, 2)])
+def test_training_lowers_prediction_loss(input_norm, rollout):
+  cfg = ph.PhysicsConfig(num_frames=6, size=32, radius=(1.5, 3.0), min_radius_gap=0.75,
+                         speed=(0.5, 1.75), gravity=0.175, floor_height=3, occluder_width=(3, 6))
+  source = [ph.make_video(np.random.default_rng(i), cfg) for i in range(16)]
+  _, _, history = fj.train_frame_jepa(source, context=K, width=8, dim=D, steps=60, batch_size=16,
+                                      lr=3e-3, ema=0.99, var_weight=1.0, cov_weight=0.04,
+                                      rollout=rollout, input_norm=input_norm, log_every=10)
+  assert history[-1]["pred_loss"] < 0.8 * history[0]["pred_loss"], history
