@@ -9,7 +9,7 @@ before the EMA target has drifted away from it.
 Predictions live in the layer-normed target space, so feeding them back (R > 1, or surprise
 over more than one predicted frame) needs the predictor's inputs layer-normed too
 (`input_norm`). For one-frame prediction raw inputs detect more violations (mean pairwise
-accuracy 74.8 % vs 68.5 %, BUILD_NOTES session 12), so that is the default.
+accuracy 74.8 % vs 68.5 % after 1500 steps, BUILD_NOTES session 12), so that is the default.
 
 Surprise of a window of W frames with C context frames (C >= K): the predictor rolls out frames
 C..W-1 from the last K context latents; the window's error is the mean L1 over those frames
