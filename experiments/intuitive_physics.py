@@ -123,6 +123,8 @@ def main(argv):
   if cfg.frame.enabled:
     t0 = time.time()
     fm = cfg.frame
+    # Before the (long) training: scoring `horizon` frames has the same need as the rollout.
+    frame_jepa.check_predicted_frames(fm.horizon, fm.input_norm)
     fmodel, fparams, frame_history = frame_jepa.train_frame_jepa(
         jepa.make_source(pcfg, "train"), context=fm.context, width=fm.width, dim=fm.dim,
         steps=fm.steps, batch_size=fm.batch_size, lr=fm.lr, ema=fm.ema, var_weight=fm.var,
@@ -133,7 +135,6 @@ def main(argv):
     # Its own windows: K context frames, `horizon` predicted, every `stride` frames.
     fs = ml_collections.ConfigDict(dict(stride=fm.stride, context_frames=(fm.context,),
                                         batch_size=cfg.surprise.batch_size))
-    fmodel.check_steps(fm.horizon)
     error = frame_jepa.window_error_fn(fmodel)
     random_params = frame_jepa.init_params(fmodel, frame_shape, cfg.random_init_seed)
     for name, p in (("frame_jepa", fparams), ("frame_random_init", random_params)):

@@ -27,6 +27,16 @@ import optax
 from jepa_jax import losses
 from jepa_jax.nn.frame_jepa import FrameEncoder, NextFramePredictor
 
+TRAINED = ("encoder", "predictor")  # the optimiser's params; "target_encoder" follows by EMA
+
+
+def check_predicted_frames(steps: int, input_norm: bool):
+  """Predicting more than one frame feeds predictions back as inputs (see the module doc)."""
+  if steps > 1 and not input_norm:
+    raise ValueError(f"predicting {steps} frames feeds predictions (layer-normed) back as "
+                     "inputs, which needs frame.input_norm=True; or set frame.rollout=1 and "
+                     "frame.horizon=1")
+
 
 @dataclasses.dataclass(frozen=True)
 class FrameJEPA:
@@ -48,16 +58,10 @@ class FrameJEPA:
     """Encoder latents as the predictor takes them: layer-normed when input_norm."""
     return losses.layer_norm_no_affine(z) if self.input_norm else z
 
-  def check_steps(self, steps: int):
-    if steps > 1 and not self.input_norm:
-      raise ValueError(f"predicting {steps} frames feeds predictions (layer-normed) back as "
-                       "inputs, which needs frame.input_norm=True; or set frame.rollout=1 and "
-                       "frame.horizon=1")
-
   def rollout(self, params_pred, z_BKhwD, steps: int):
     """Context latents of K frames -> predictions of the next `steps` (B, steps, h, w, D), each
     from the last K frames, predictions fed back."""
-    self.check_steps(steps)
+    check_predicted_frames(steps, self.input_norm)
     preds = []
     for _ in range(steps):
       preds.append(self.predict(params_pred, z_BKhwD[:, -self.context:]))
@@ -102,7 +106,7 @@ def make_train_step(model: FrameJEPA, tx, ema: float, var_weight: float, cov_wei
   target encoder happens inside the step. Jit it (donating params and opt_state)."""
 
   def step(params, opt_state, clips_BTHWC):
-    online = {k: params[k] for k in ("encoder", "predictor")}
+    online = {k: params[k] for k in TRAINED}
 
     def objective(p):
       return loss_fn(model, {**params, **p}, clips_BTHWC, var_weight, cov_weight)
@@ -160,13 +164,13 @@ def train_frame_jepa(source, *, context: int, width: int, dim: int, steps: int, 
   if rollout < 1:
     raise ValueError(f"frame.rollout={rollout}: predict at least 1 frame per clip")
   model = make_model(context, width, dim, input_norm)
-  model.check_steps(rollout)
+  check_predicted_frames(rollout, input_norm)
   frame_shape = source[0]["frames"].shape[1:]
   params = init_params(model, frame_shape, seed)
   warmup = min(50, max(steps // 10, 1))
   tx = optax.adamw(optax.warmup_cosine_decay_schedule(lr / 10, lr, warmup, max(steps, warmup + 1),
                                                       lr / 100), weight_decay=0.01)
-  opt_state = tx.init({k: params[k] for k in ("encoder", "predictor")})
+  opt_state = tx.init({k: params[k] for k in TRAINED})
   step = jax.jit(make_train_step(model, tx, ema, var_weight, cov_weight), donate_argnums=(0, 1))
   rng = np.random.default_rng(seed)
   history, t0 = [], time.time()
