@@ -7,7 +7,8 @@ r"""Intuitive physics: violation-of-expectation benchmark; surprise of JEPAs and
 Models: the pretrained V-JEPA (latent error of its predictor vs. its target encoder), the same
 architecture at random init (same surprise function), a pixel predictor trained on the
 same possible videos, and a frame-level JEPA (conv encoder per frame, next-frame latent
-predictor; train/frame_jepa.py) trained here on those videos, with its random init beside it.
+predictor; train/frame_jepa.py) trained here on those videos, with its random init and a
+next-frame pixel predictor (eval/frame_pixel_baseline.py) beside it.
 Prints pairwise accuracy / AUROC per violation type; writes results.json and
 surprise_<model>.png (surprise over time, violation frame marked).
 """
@@ -24,7 +25,7 @@ from ml_collections import config_flags
 
 from experiments.configs import pretrain as pretrain_configs
 from jepa_jax.data import violations as voe
-from jepa_jax.eval import pixel_baseline, pretrained, surprise, voe_metrics
+from jepa_jax.eval import frame_pixel_baseline, pixel_baseline, pretrained, surprise, voe_metrics
 from jepa_jax.train import frame_jepa, loop
 from jepa_jax.train import pretrain as jepa
 
@@ -51,6 +52,37 @@ def pretrain_if_needed(cfg, workdir: str) -> str:
   print(f"pretrained {cfg.pretrain.preset} for {result.step} steps in "
         f"{result.seconds / 60:.1f} min")
   return out
+
+
+# cfg.frame keys that change the trained frame JEPA (the others only change how it is scored).
+FRAME_TRAINING_KEYS = ("steps", "batch_size", "lr", "context", "ahead", "rollout", "input_norm",
+                       "width", "dim", "ema", "var", "cov", "clips_per_video")
+
+
+def frame_jepa_if_needed(cfg, train_source, frame_shape, out: str):
+  """Trains the frame JEPA and saves it to `out`; reuses the one there if it was trained with
+  the same config (a different one is an error, so a finished training is never overwritten)."""
+  fm = cfg.frame
+  wanted = {"seed": cfg.seed, **{k: fm[k] for k in FRAME_TRAINING_KEYS}}
+  if frame_jepa.exists(out):
+    model, params, meta = frame_jepa.load(out)
+    differ = {k: (meta["training"].get(k), v) for k, v in wanted.items()
+              if meta["training"].get(k) != v}
+    if differ:
+      raise ValueError(f"{out} holds a frame JEPA trained with other settings (saved, wanted): "
+                       f"{differ}; use another --workdir, or delete {out} to retrain")
+    print(f"reusing the frame JEPA in {out} ({fm.steps} steps)")
+    return model, params, meta["history"]
+  t0 = time.time()
+  model, params, history = frame_jepa.train_frame_jepa(
+      train_source, context=fm.context, width=fm.width, dim=fm.dim, steps=fm.steps,
+      batch_size=fm.batch_size, lr=fm.lr, ema=fm.ema, var_weight=fm.var, cov_weight=fm.cov,
+      rollout=fm.rollout, input_norm=fm.input_norm, ahead=fm.ahead,
+      clips_per_video=fm.clips_per_video, seed=cfg.seed, verbose=True)
+  print(f"frame JEPA: {fm.steps} steps in {(time.time() - t0) / 60:.1f} min, final prediction "
+        f"loss {history[-1]['pred_loss']:.4g}; saved to {out}")
+  frame_jepa.save(out, model, params, frame_shape, {"training": wanted, "history": history})
+  return model, params, history
 
 
 def score_pairs(model, bench, s):
@@ -118,29 +150,36 @@ def main(argv):
     surprise_models["pixel"] = surprise.SurpriseModel(
         pixel_baseline.window_error_fn(pmodels), pparams, window, frame_shape, tubelet)
 
-  frame_history = []
+  frame_history, frame_pixel_history = [], []
   settings = {name: (cfg.surprise, window) for name in surprise_models}
   if cfg.frame.enabled:
-    t0 = time.time()
     fm = cfg.frame
     # Before the (long) training: scoring `horizon` frames has the same need as the rollout.
-    frame_jepa.check_predicted_frames(fm.horizon, fm.input_norm)
-    fmodel, fparams, frame_history = frame_jepa.train_frame_jepa(
-        jepa.make_source(pcfg, "train"), context=fm.context, width=fm.width, dim=fm.dim,
-        steps=fm.steps, batch_size=fm.batch_size, lr=fm.lr, ema=fm.ema, var_weight=fm.var,
-        cov_weight=fm.cov, rollout=fm.rollout, input_norm=fm.input_norm,
-        clips_per_video=fm.clips_per_video, seed=cfg.seed, verbose=True)
-    print(f"frame JEPA: {fm.steps} steps in {(time.time() - t0) / 60:.1f} min, final prediction "
-          f"loss {frame_history[-1]['pred_loss']:.4g}")
+    frame_jepa.check_predicted_frames(fm.horizon, fm.input_norm, fm.ahead)
+    fmodel, fparams, frame_history = frame_jepa_if_needed(
+        cfg, jepa.make_source(pcfg, "train"), frame_shape, os.path.join(workdir, "frame_jepa"))
     # Its own windows: K context frames, `horizon` predicted, every `stride` frames.
     fs = ml_collections.ConfigDict(dict(stride=fm.stride, context_frames=(fm.context,),
                                         batch_size=cfg.surprise.batch_size))
-    error = frame_jepa.window_error_fn(fmodel)
     random_params = frame_jepa.init_params(fmodel, frame_shape, cfg.random_init_seed)
     for name, p in (("frame_jepa", fparams), ("frame_random_init", random_params)):
-      surprise_models[name] = surprise.SurpriseModel(error, p, fm.context + fm.horizon,
-                                                     frame_shape, 1)
+      surprise_models[name] = pretrained.frame_surprise_model(fmodel, p, frame_shape, fm.horizon,
+                                                              fm.top_k)
       settings[name] = (fs, fm.context + fm.horizon)
+    if cfg.frame_pixel.enabled:
+      t0 = time.time()
+      fp = cfg.frame_pixel
+      # The frame JEPA's prediction in pixels: same videos, clips, context and windows.
+      pmodel, pparams, frame_pixel_history = frame_pixel_baseline.train_frame_pixels(
+          jepa.make_source(pcfg, "train"), context=fm.context, steps=fp.steps,
+          batch_size=fp.batch_size, lr=fp.lr, width=fp.width, clips_per_video=fm.clips_per_video,
+          seed=cfg.seed, verbose=True)
+      print(f"frame pixel baseline: {fp.steps} steps in {(time.time() - t0) / 60:.1f} min, "
+            f"final loss {frame_pixel_history[-1]['loss']:.4g}")
+      surprise_models["frame_pixel"] = surprise.SurpriseModel(
+          frame_pixel_baseline.window_error_fn(pmodel, fm.context), pparams,
+          fm.context + fm.horizon, frame_shape, 1)
+      settings["frame_pixel"] = (fs, fm.context + fm.horizon)
 
   # --- Benchmark ---------------------------------------------------------------------------------
   t0 = time.time()
@@ -174,13 +213,15 @@ def main(argv):
                      "curve_impossible": scores["curve_impossible"].tolist(),
                      **{f"surprise_{how}": {k: v.tolist() for k, v in scores[how].items()}
                         for how in surprise.AGGREGATES}}
+  fm = cfg.frame
+  frame_desc = (f" (frame JEPA: context {fm.context}, {fm.horizon} predicted, stride {fm.stride}, "
+                f"token pooling {f'top {fm.top_k}' if fm.top_k else 'mean'})" if fm.enabled else "")
   for how in [cfg.surprise.aggregate] + [a for a in surprise.AGGREGATES
                                          if a != cfg.surprise.aggregate]:
     print(f"\nViolation of expectation, {b.pairs_per_type} pairs per type, aggregate={how}"
           f"{' (configured)' if how == cfg.surprise.aggregate else ''}, "
           f"context={tuple(cfg.surprise.context_frames)} frames, stride={cfg.surprise.stride}"
-          + (f" (frame JEPA: context {cfg.frame.context}, {cfg.frame.horizon} predicted, stride "
-             f"{cfg.frame.stride})" if cfg.frame.enabled else "")
+          + frame_desc
           + " (pairwise accuracy / AUROC, %):")
     print(voe_metrics.table({n: r["report"][how] for n, r in results.items()}))
   print("\nPrediction check (diagnostic; uses the violation frame): on windows whose context is "
@@ -200,7 +241,7 @@ def main(argv):
   bars = voe_metrics.plot_accuracy_bars(os.path.join(workdir, "accuracy.png"), panels, bar=0.9)
   summary = {"config": cfg.to_dict(), "pretrained_workdir": os.path.abspath(pre_dir),
              "pretrained_step": step, "pixel_history": pixel_history,
-             "frame_jepa_history": frame_history,
+             "frame_jepa_history": frame_history, "frame_pixel_history": frame_pixel_history,
              "types": bench["type"], "variants": bench["variant"],
              "t_violation": bench["t_violation"].tolist(), "models": results,
              "seconds": time.time() - t_start}

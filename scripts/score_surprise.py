@@ -1,11 +1,14 @@
-r"""Surprise of any videos under a pretrained V-JEPA (latent prediction error over sliding windows).
+r"""Surprise of any videos under a pretrained V-JEPA or frame JEPA (latent prediction error over
+sliding windows).
 
   python scripts/score_surprise.py --pretrained=runs/pretrain --videos=my_videos.npy \
       --out=runs/surprise_mine
+  python scripts/score_surprise.py --frame_jepa=runs/intuitive_physics/frame_jepa \
+      --videos=my_videos.npy --out=runs/surprise_mine_frame --stride=1
 
 --videos: a .npy array or an .npz archive (array `frames`, or its only array) of uint8 frames
 0..255 (or float in [0, 1]) shaped (N, T, H, W, C), or one video (T, H, W, C); H, W, C as the
-model was pretrained on and T at least its clip length. Writes surprise.json (per video: its
+model was trained on and T at least its window. Writes surprise.json (per video: its
 score and the per-window curve) and surprise_curves.png (the most surprising videos first), and
 prints the videos ranked by surprise. With --random_init the same architecture at init scores
 them too, the baseline to compare against.
@@ -18,16 +21,21 @@ from absl import app, flags, logging
 import numpy as np
 
 from jepa_jax.eval import pretrained, surprise, video_surprise
+from jepa_jax.train import frame_jepa
 
-_PRETRAINED = flags.DEFINE_string("pretrained", None, "A finished experiments.pretrain workdir.",
-                                  required=True)
+_PRETRAINED = flags.DEFINE_string("pretrained", "", "A finished experiments.pretrain workdir.")
+_FRAME_JEPA = flags.DEFINE_string("frame_jepa", "", "Instead of --pretrained: a frame JEPA saved "
+                                  "by experiments.intuitive_physics (WORKDIR/frame_jepa).")
+_HORIZON = flags.DEFINE_integer("horizon", 1, "Frame JEPA: frames predicted per window.")
+_TOP_K = flags.DEFINE_integer("top_k", 0, "Frame JEPA: pool the top_k largest token errors of "
+                              "each predicted frame (0: the mean over all tokens).")
 _VIDEOS = flags.DEFINE_string("videos", None, "Frames file (.npy / .npz).", required=True)
 _KEY = flags.DEFINE_string("key", "frames", "Array name inside an .npz archive.")
 _OUT = flags.DEFINE_string("out", None, "Results directory.", required=True)
 _STRIDE = flags.DEFINE_integer("stride", 4, "Frames between window starts.")
 _CONTEXT = flags.DEFINE_list("context_frames", [], "Context lengths in frames (multiples of the "
                              "tubelet length; the minimum over them is kept per window). Default: "
-                             "half the window.")
+                             "half the window (V-JEPA), the model's context (frame JEPA).")
 _AGGREGATE = flags.DEFINE_enum("aggregate", "max", list(surprise.AGGREGATES),
                                "Video score from its windows.")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Windows per model call.")
@@ -42,31 +50,53 @@ def default_context(model: surprise.SurpriseModel) -> tuple[int, ...]:
   return (max(model.tubelet, (model.window // 2) // model.tubelet * model.tubelet),)
 
 
+def load_scorers(pretrained_dir: str, frame_jepa_dir: str, random_init: int, horizon: int,
+                 top_k: int):
+  """-> ({name: SurpriseModel}, default context lengths, metadata) for one of the two kinds."""
+  if bool(pretrained_dir) == bool(frame_jepa_dir):
+    raise ValueError("give exactly one model: --pretrained (a V-JEPA pretraining workdir) or "
+                     "--frame_jepa (a saved frame JEPA)")
+  if frame_jepa_dir:
+    model, params, meta = frame_jepa.load(frame_jepa_dir)
+    shape = tuple(meta["frame_shape"])
+    scorers = {"frame_jepa": pretrained.frame_surprise_model(model, params, shape, horizon, top_k)}
+    if random_init >= 0:
+      scorers["random_init"] = pretrained.frame_surprise_model(
+          model, frame_jepa.init_params(model, shape, random_init), shape, horizon, top_k)
+    return scorers, (model.context,), {
+        "frame_jepa": os.path.abspath(frame_jepa_dir), "horizon": horizon, "top_k": top_k,
+        "trained_steps": meta.get("training", {}).get("steps")}
+  cfg, models, params, step = pretrained.load_pretrained(pretrained_dir)
+  scorers = {"vjepa": pretrained.surprise_model(cfg, models, params)}
+  if random_init >= 0:
+    scorers["random_init"] = pretrained.surprise_model(
+        cfg, models, pretrained.random_init_params(models, cfg, random_init))
+  return scorers, default_context(scorers["vjepa"]), {
+      "pretrained": os.path.abspath(pretrained_dir), "pretrained_step": step}
+
+
 def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride: int = 4,
         context_frames=(), how: str = "max", batch_size: int = 32, random_init: int = -1,
-        plot_max: int = 12, overwrite: bool = False, progress: bool = True) -> dict:
+        plot_max: int = 12, overwrite: bool = False, progress: bool = True,
+        frame_jepa_dir: str = "", horizon: int = 1, top_k: int = 0) -> dict:
   """Scores the videos with each model; returns {model name: paths written}."""
   targets = [out] + ([os.path.join(out, "random_init")] if random_init >= 0 else [])
   for target in targets:  # fail before any work: existing results, then a bad file
     video_surprise.check_writable(target, overwrite)
   frames = video_surprise.load_videos(videos, key)
-  cfg, models, params, step = pretrained.load_pretrained(pretrained_dir)
-  vjepa = pretrained.surprise_model(cfg, models, params)
-  surprise.check_frames(frames, vjepa)  # before the random-init baseline is built
-  contexts = tuple(int(c) for c in context_frames) or default_context(vjepa)
-  scorers = {"vjepa": vjepa}
-  if random_init >= 0:
-    scorers["random_init"] = pretrained.surprise_model(
-        cfg, models, pretrained.random_init_params(models, cfg, random_init))
+  scorers, contexts, model_meta = load_scorers(pretrained_dir, frame_jepa_dir, random_init,
+                                               horizon, top_k)
+  main_name = next(iter(scorers))
+  surprise.check_frames(frames, scorers[main_name])
+  contexts = tuple(int(c) for c in context_frames) or contexts
   written = {}
   for name, model in scorers.items():
     t0 = time.time()
     result = video_surprise.score(model, frames, stride, contexts, how, batch_size, progress)
-    meta = {"model": name, "pretrained": os.path.abspath(pretrained_dir), "pretrained_step": step,
-            "videos": os.path.abspath(videos), "num_videos": int(frames.shape[0]),
-            "window": model.window, "stride": stride, "context_frames": list(contexts),
-            "aggregate": how}
-    target = out if name == "vjepa" else os.path.join(out, name)
+    meta = {"model": name, **model_meta, "videos": os.path.abspath(videos),
+            "num_videos": int(frames.shape[0]), "window": model.window, "stride": stride,
+            "context_frames": list(contexts), "aggregate": how}
+    target = out if name == main_name else os.path.join(out, name)
     written[name] = video_surprise.write_results(target, result, meta, overwrite, plot_max)
     order = np.argsort(-result["video"])
     print(f"{name}: {len(order)} videos scored in {time.time() - t0:.1f} s "
@@ -82,7 +112,8 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   run(_PRETRAINED.value, _VIDEOS.value, _OUT.value, _KEY.value, _STRIDE.value, _CONTEXT.value,
-      _AGGREGATE.value, _BATCH.value, _RANDOM_INIT.value, _PLOT_MAX.value, _OVERWRITE.value)
+      _AGGREGATE.value, _BATCH.value, _RANDOM_INIT.value, _PLOT_MAX.value, _OVERWRITE.value,
+      frame_jepa_dir=_FRAME_JEPA.value, horizon=_HORIZON.value, top_k=_TOP_K.value)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def test_shapes_and_target_copy(model_params):
   model, params = model_params
   z = model.encode(params["encoder"], _clips(3, 5))
   chex.assert_shape(z, (3, 5, 8, 8, D))  # 4-px token grid
-  chex.assert_shape(model.predict(params["predictor"], z[:, :K]), (3, 8, 8, D))
+  chex.assert_shape(model.predict(params["predictor"], z[:, :K]), (3, 1, 8, 8, D))
   chex.assert_trees_all_equal(params["encoder"], params["target_encoder"])
 
 
@@ -68,22 +68,82 @@ class WindowErrorTest(chex.TestCase):
     # By hand: context frames 1..2 (the last K of 3), predict frames 3 and 4, feeding back.
     z = losses.layer_norm_no_affine(model.encode(params["encoder"], clips[:, 1:3]))
     tgt = losses.layer_norm_no_affine(model.encode(params["target_encoder"], clips[:, 3:]))
-    p3 = model.predict(params["predictor"], z)
-    p4 = model.predict(params["predictor"], jnp.stack([z[:, 1], p3], 1))
+    p3 = model.predict(params["predictor"], z)[:, 0]
+    p4 = model.predict(params["predictor"], jnp.stack([z[:, 1], p3], 1))[:, 0]
     want = (jnp.abs(p3 - tgt[:, 0]).mean((1, 2, 3)) + jnp.abs(p4 - tgt[:, 1]).mean((1, 2, 3))) / 2
     chex.assert_shape(err, (2,))
     np.testing.assert_allclose(err, want, rtol=1e-5)
 
 
-@pytest.mark.parametrize("input_norm,rollout", [(False, 1), (True, 3)])
-def test_loss_is_the_surprise_of_the_same_window(input_norm, rollout):
+  def test_ahead_predicts_several_frames_at_once_then_feeds_back(self):
+    model = fj.make_model(context=K, width=8, dim=D, input_norm=True, ahead=2)
+    params = fj.init_params(model, FRAME, seed=5)
+    z = losses.layer_norm_no_affine(model.encode(params["encoder"], _clips(2, K, 8)))
+    first = model.predict(params["predictor"], z)
+    chex.assert_shape(first, (2, 2, 8, 8, D))
+    # 3 frames: both of the first call, then the first of a call on the last K = 2 frames,
+    # which are the two predictions.
+    second = model.predict(params["predictor"], first)
+    out = model.rollout(params["predictor"], z, 3)
+    np.testing.assert_allclose(out, jnp.concatenate([first, second[:, :1]], 1), rtol=1e-6)
+
+
+def test_direct_prediction_needs_no_input_norm_up_to_ahead():
+  model = fj.make_model(context=K, width=8, dim=D, ahead=3)
+  params = fj.init_params(model, FRAME, seed=6)
+  clips = _clips(2, K + 3, 2)
+  err = fj.window_error_fn(model)(params, clips, K)
+  z = model.encode(params["encoder"], clips[:, :K])
+  tgt = losses.layer_norm_no_affine(model.encode(params["target_encoder"], clips[:, K:]))
+  want = jnp.abs(model.predict(params["predictor"], z) - tgt).mean((1, 2, 3, 4))
+  np.testing.assert_allclose(err, want, rtol=1e-5)
+  with pytest.raises(ValueError, match="frame.ahead \\(3\\)"):
+    fj.window_error_fn(model)(params, _clips(1, K + 4), K)
+
+
+@pytest.mark.parametrize("input_norm,rollout,ahead", [(False, 1, 1), (True, 3, 1), (False, 3, 3)])
+def test_loss_is_the_surprise_of_the_same_window(input_norm, rollout, ahead):
   """Training on clips of K + R frames minimises exactly the mean window error of surprise."""
-  model = fj.make_model(context=K, width=8, dim=D, input_norm=input_norm)
+  model = fj.make_model(context=K, width=8, dim=D, input_norm=input_norm, ahead=ahead)
   params = fj.init_params(model, FRAME, seed=1)
   clips = _clips(3, K + rollout, 5)
   _, metrics = fj.loss_fn(model, params, clips, 1.0, 0.04)
   window = fj.window_error_fn(model)(params, clips, K)
   np.testing.assert_allclose(metrics["pred_loss"], window.mean(), rtol=1e-5)
+
+
+def test_top_k_pooling_against_hand_computation():
+  err = np.zeros((2, 3, 4, 4, 2), np.float32)   # (B, frames, h, w, D)
+  err[0, 0, 1, 2] = [4.0, 2.0]                  # one token of frame 0: mean over D 3
+  err[0, 1, 0, 0] = [1.0, 1.0]
+  err[0, 1, 3, 3] = [2.0, 0.0]
+  err[1] = 0.5
+  np.testing.assert_allclose(fj.pool_tokens(err, 0), [(3 + 2) / 16 / 3, 0.5])
+  np.testing.assert_allclose(fj.pool_tokens(err, 1), [(3 + 1 + 0) / 3, 0.5])
+  np.testing.assert_allclose(fj.pool_tokens(err, 2), [(3 / 2 + 1 + 0) / 3, 0.5])
+  with pytest.raises(ValueError, match="frame.top_k=17"):
+    fj.pool_tokens(err, 17)
+
+
+def test_top_k_window_error_is_at_least_the_mean(model_params):
+  model, params = model_params
+  clips = _clips(3, K + 1, 9)
+  mean = fj.window_error_fn(model)(params, clips, K)
+  top = fj.window_error_fn(model, top_k=4)(params, clips, K)
+  every = fj.window_error_fn(model, top_k=64)(params, clips, K)  # all 8 x 8 tokens
+  np.testing.assert_array_less(mean, top)
+  np.testing.assert_allclose(every, mean, rtol=1e-5)
+
+
+def test_save_load_round_trip(model_params, tmp_path):
+  model, params = model_params
+  fj.save(str(tmp_path), model, params, FRAME, {"training": {"steps": 3}})
+  assert fj.exists(str(tmp_path))
+  loaded, loaded_params, meta = fj.load(str(tmp_path))
+  assert loaded == model and meta["training"] == {"steps": 3}
+  chex.assert_trees_all_equal(loaded_params, params)
+  with pytest.raises(FileNotFoundError, match="frame_jepa.json missing"):
+    fj.load(str(tmp_path / "nothing"))
 
 
 def test_window_error_rejects_short_context(model_params):
@@ -112,12 +172,13 @@ def test_sample_clips_cuts_consecutive_frames():
     fj.sample_clips(source, np.random.default_rng(0), 2, 11, clips_per_video=1)
 
 
-@pytest.mark.parametrize("input_norm,rollout", [(False, 1), (True, 2)])
-def test_training_lowers_prediction_loss(input_norm, rollout):
+@pytest.mark.parametrize("input_norm,rollout,ahead", [(False, 1, 1), (True, 2, 1), (False, 2, 2)])
+def test_training_lowers_prediction_loss(input_norm, rollout, ahead):
   cfg = ph.PhysicsConfig(num_frames=6, size=32, radius=(1.5, 3.0), min_radius_gap=0.75,
                          speed=(0.5, 1.75), gravity=0.175, floor_height=3, occluder_width=(3, 6))
   source = [ph.make_video(np.random.default_rng(i), cfg) for i in range(16)]
   _, _, history = fj.train_frame_jepa(source, context=K, width=8, dim=D, steps=60, batch_size=16,
                                       lr=3e-3, ema=0.99, var_weight=1.0, cov_weight=0.04,
-                                      rollout=rollout, input_norm=input_norm, log_every=10)
+                                      rollout=rollout, input_norm=input_norm, ahead=ahead,
+                                      log_every=10)
   assert history[-1]["pred_loss"] < 0.8 * history[0]["pred_loss"], history

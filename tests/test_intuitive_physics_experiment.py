@@ -1,5 +1,6 @@
 """experiments/intuitive_physics.py end to end on its debug preset: a debug V-JEPA, the pixel
-baseline and the frame JEPA train, every model is scored, results.json and the plots appear."""
+baseline and the frame JEPA train, every model is scored, results.json and the plots appear; a
+rerun reuses the saved frame JEPA and refuses one trained with other settings."""
 
 import json
 import os
@@ -7,19 +8,23 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = ("vjepa", "random_init", "pixel", "frame_jepa", "frame_random_init")
+MODELS = ("vjepa", "random_init", "pixel", "frame_jepa", "frame_random_init", "frame_pixel")
 
 
-def test_debug_preset_scores_every_model(tmp_path):
+def _run(workdir, *overrides):
   # A child process with the persistent compilation cache off: it trains multi-device programs
   # that other tests compile too, which hung an all-reduce rendezvous (BUILD_NOTES session 9).
   env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
-  proc = subprocess.run(
+  return subprocess.run(
       [sys.executable, "-m", "experiments.intuitive_physics",
-       "--config=experiments/configs/intuitive_physics.py:debug", f"--workdir={tmp_path}"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+       "--config=experiments/configs/intuitive_physics.py:debug", f"--workdir={workdir}",
+       *overrides], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_debug_preset_scores_every_model(tmp_path):
+  proc = _run(tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "frame JEPA: 6 steps" in proc.stdout
+  assert "frame JEPA: 6 steps" in proc.stdout and "frame pixel baseline: 4 steps" in proc.stdout
   results = json.load(open(tmp_path / "results.json"))
   assert tuple(results["models"]) == MODELS
   assert len(results["frame_jepa_history"]) >= 1
@@ -33,3 +38,18 @@ def test_debug_preset_scores_every_model(tmp_path):
   frame_ends = results["models"]["frame_jepa"]["window_end_frames"]
   assert frame_ends == list(range(3, results["config"]["benchmark"]["num_frames"]))
   assert os.path.isfile(tmp_path / "accuracy.png")
+
+  # Rerun with other scoring: the saved frame JEPA is reused; other training settings are
+  # refused before anything is trained or overwritten.
+  saved = open(tmp_path / "frame_jepa" / "frame_jepa.json").read()
+  proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame_pixel.enabled=False",
+              "--config.frame.top_k=3")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "reusing the frame JEPA" in proc.stdout and "token pooling top 3" in proc.stdout
+  again = json.load(open(tmp_path / "results.json"))
+  assert again["frame_jepa_history"] == results["frame_jepa_history"]
+  assert again["models"]["frame_jepa"]["window_end_frames"] == frame_ends
+  proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.lr=0.5")
+  assert proc.returncode != 0 and "trained with other settings" in proc.stderr
+  assert "'lr': (0.001, 0.5)" in proc.stderr
+  assert open(tmp_path / "frame_jepa" / "frame_jepa.json").read() == saved

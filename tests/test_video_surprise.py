@@ -1,6 +1,7 @@
 """Scoring a user's own videos (eval/video_surprise.py, scripts/score_surprise.py): file loading
 and its errors, the model checks, hand-checked scores, and the script end to end on a checkpoint."""
 
+import functools
 import importlib.util
 import json
 import os
@@ -16,6 +17,7 @@ from jepa_jax.eval import video_surprise as vs
 _SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "score_surprise.py")
 
 
+@functools.cache  # once per process: the module defines absl flags
 def _script():
   spec = importlib.util.spec_from_file_location("score_surprise", _SCRIPT)
   module = importlib.util.module_from_spec(spec)
@@ -122,3 +124,25 @@ def test_script_scores_a_file_and_keeps_earlier_results(tmp_path, cfg):
   with pytest.raises(ValueError, match="resize"):
     script.run(pre, str(tmp_path / "small.npy"), str(tmp_path / "out2"), progress=False)
   assert not os.path.exists(tmp_path / "out2")
+
+
+def test_script_scores_with_a_saved_frame_jepa(tmp_path):
+  from jepa_jax.train import frame_jepa as fj
+  model = fj.make_model(context=2, width=8, dim=4)
+  fj.save(str(tmp_path / "fj"), model, fj.init_params(model, (16, 16, 3), 1), (16, 16, 3),
+          {"training": {"steps": 5}})
+  videos = np.random.default_rng(0).integers(0, 256, (2, 6, 16, 16, 3), np.uint8)
+  np.save(tmp_path / "videos.npy", videos)
+  script, out = _script(), str(tmp_path / "out")
+  written = script.run("", str(tmp_path / "videos.npy"), out, stride=1, random_init=0,
+                       batch_size=4, progress=False, frame_jepa_dir=str(tmp_path / "fj"), top_k=3)
+  assert set(written) == {"frame_jepa", "random_init"}
+  result = json.loads(open(os.path.join(out, "surprise.json")).read())
+  # Windows of 2 context + 1 predicted frame, one per frame from the third on.
+  assert result["context_frames"] == [2] and result["window_end_frames"] == [2, 3, 4, 5]
+  assert result["top_k"] == 3 and result["trained_steps"] == 5
+  with pytest.raises(ValueError, match="exactly one model"):
+    script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out2"), progress=False)
+  with pytest.raises(ValueError, match="needs frame.input_norm=True"):  # raw inputs: 1 frame
+    script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out3"), progress=False,
+               frame_jepa_dir=str(tmp_path / "fj"), horizon=2)

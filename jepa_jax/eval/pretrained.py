@@ -1,4 +1,5 @@
-"""Load a pretraining workdir (experiments/pretrain.py) for evaluation: config, models, params.
+"""Load a pretraining workdir (experiments/pretrain.py) for evaluation: config, models, params;
+and wrap a V-JEPA or a frame JEPA (train/frame_jepa.py) as a surprise model.
 
 The config stored beside the checkpoint rebuilds the models, so any pretrained V-JEPA loads
 without knowing its preset. Everything is restored onto one device (evaluation is small).
@@ -15,6 +16,7 @@ from jepa_jax import losses
 from jepa_jax.data.sources import materialize
 from jepa_jax.eval import probe, surprise
 from jepa_jax.train import checkpoint as ckpt
+from jepa_jax.train import frame_jepa
 from jepa_jax.train import pretrain as jepa
 
 
@@ -96,3 +98,14 @@ def surprise_model(cfg, models, params) -> surprise.SurpriseModel:
   return surprise.SurpriseModel(
       surprise.jepa_window_error(models, models.grid_shape, tubelet, target_norm), params, window,
       (height, width, jepa.input_channels(cfg)), tubelet)
+
+
+def frame_surprise_model(model: frame_jepa.FrameJEPA, params, frame_shape, horizon: int = 1,
+                         top_k: int = 0) -> surprise.SurpriseModel:
+  """A frame JEPA's surprise: windows of its K context frames + `horizon` predicted ones (score
+  them with context_frames=(K,)), token errors pooled as frame_jepa.pool_tokens(top_k)."""
+  if horizon < 1:
+    raise ValueError(f"horizon={horizon}: predict at least one frame per window")
+  frame_jepa.check_predicted_frames(horizon, model.input_norm, model.ahead)
+  return surprise.SurpriseModel(frame_jepa.window_error_fn(model, top_k), params,
+                                model.context + horizon, tuple(frame_shape), 1)

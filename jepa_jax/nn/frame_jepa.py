@@ -1,7 +1,7 @@
 """A frame-level video JEPA: a convolutional encoder per frame and a next-frame latent predictor.
 
     frames (B, T, H, W, 3) --encoder, per frame--> z (B, T, h, w, D)    (h, w = H/4, W/4)
-    z of frames t-K+1..t   --predictor----------> z of frame t+1       (in layer-normed space)
+    z of frames t-K+1..t   --predictor----------> z of frames t+1..t+A (in layer-normed space)
 
 The V-JEPA of nn/vit.py predicts whole 4-frame tubelets 1-8 frames ahead from a token
 sequence; on the violation-of-expectation benchmark its predictions favour the physical future
@@ -33,12 +33,13 @@ class FrameEncoder(nn.Module):
 
 
 class NextFramePredictor(nn.Module):
-  """(B, K, h, w, D) latents of K consecutive frames -> (B, h, w, D) of the next frame.
-  Dilated residual convolutions: the receptive field (about 2 * sum(dilations) + 3 cells) must
-  cover a ball's travel between frames plus its size."""
+  """(B, K, h, w, D) latents of K consecutive frames -> (B, A, h, w, D) of the next A frames
+  (`ahead`), all from one trunk. Dilated residual convolutions: the receptive field (about
+  2 * sum(dilations) + 3 cells) must cover a ball's travel over A frames plus its size."""
   width: int = 64
   out_dim: int = 32
   dilations: tuple[int, ...] = (1, 2, 4, 1)
+  ahead: int = 1
 
   @nn.compact
   def __call__(self, z_BKhwD):
@@ -48,4 +49,5 @@ class NextFramePredictor(nn.Module):
     for i, dil in enumerate(self.dilations):
       y = nn.Conv(self.width, (1, 1), name=f"mix{i}")(nn.relu(x))
       x = x + nn.Conv(self.width, (3, 3), kernel_dilation=dil, name=f"conv{i}")(nn.relu(y))
-    return nn.Conv(self.out_dim, (1, 1), name="out")(nn.relu(x))
+    out = nn.Conv(self.ahead * self.out_dim, (1, 1), name="out")(nn.relu(x))
+    return out.reshape(b, h, w, self.ahead, self.out_dim).transpose(0, 3, 1, 2, 4)
