@@ -59,18 +59,33 @@ FRAME_TRAINING_KEYS = ("steps", "batch_size", "lr", "context", "ahead", "rollout
                        "width", "dim", "ema", "var", "cov", "clips_per_video")
 
 
-def frame_jepa_if_needed(cfg, train_source, frame_shape, out: str):
-  """Trains the frame JEPA and saves it to `out`; reuses the one there if it was trained with
-  the same config (a different one is an error, so a finished training is never overwritten)."""
+def frame_training_settings(cfg, pcfg, frame_shape) -> dict:
+  """What the frame JEPA trained in this run depends on: the seed, cfg.frame's training keys,
+  and the videos (the pretraining's data config and frame shape); JSON-comparable."""
+  return {"seed": cfg.seed, **{k: cfg.frame[k] for k in FRAME_TRAINING_KEYS},
+          "frame_shape": list(frame_shape), "data": json.loads(pcfg.data.to_json_best_effort())}
+
+
+def check_saved_frame_jepa(out: str, wanted: dict) -> bool:
+  """True if `out` holds a frame JEPA trained with `wanted`; False if it holds none; an error
+  naming the differing settings otherwise (a finished training is never overwritten). Called
+  before anything trains."""
+  if not frame_jepa.exists(out):
+    return False
+  saved = frame_jepa.read_meta(out).get("training", {})
+  differ = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+  if differ:
+    raise ValueError(f"{out} holds a frame JEPA trained with other settings (saved, wanted): "
+                     f"{differ}; use another --workdir, or delete {out} to retrain")
+  return True
+
+
+def frame_jepa_if_needed(cfg, train_source, frame_shape, out: str, wanted: dict):
+  """Trains the frame JEPA and saves it to `out`, or reuses the one there (see
+  check_saved_frame_jepa)."""
   fm = cfg.frame
-  wanted = {"seed": cfg.seed, **{k: fm[k] for k in FRAME_TRAINING_KEYS}}
-  if frame_jepa.exists(out):
+  if check_saved_frame_jepa(out, wanted):
     model, params, meta = frame_jepa.load(out)
-    differ = {k: (meta["training"].get(k), v) for k, v in wanted.items()
-              if meta["training"].get(k) != v}
-    if differ:
-      raise ValueError(f"{out} holds a frame JEPA trained with other settings (saved, wanted): "
-                       f"{differ}; use another --workdir, or delete {out} to retrain")
     print(f"reusing the frame JEPA in {out} ({fm.steps} steps)")
     return model, params, meta["history"]
   t0 = time.time()
@@ -131,6 +146,13 @@ def main(argv):
   physics = jepa.physics_config(pcfg)
   vjepa = pretrained.surprise_model(pcfg, models, params)
   window, frame_shape, tubelet = vjepa.window, vjepa.frame_shape, vjepa.tubelet
+  frame_dir = os.path.join(workdir, "frame_jepa")
+  if cfg.frame.enabled:  # settings the frame JEPA cannot use fail before anything trains
+    frame_wanted = frame_training_settings(cfg, pcfg, frame_shape)
+    frame_jepa.check_rollout(cfg.frame.rollout, cfg.frame.input_norm, cfg.frame.ahead)
+    frame_jepa.check_predicted_frames(cfg.frame.horizon, cfg.frame.input_norm, cfg.frame.ahead)
+    frame_jepa.check_top_k(cfg.frame.top_k, frame_jepa.tokens_per_frame(frame_shape))
+    check_saved_frame_jepa(frame_dir, frame_wanted)
   surprise_models = {
       "vjepa": vjepa,
       "random_init": pretrained.surprise_model(
@@ -154,10 +176,8 @@ def main(argv):
   settings = {name: (cfg.surprise, window) for name in surprise_models}
   if cfg.frame.enabled:
     fm = cfg.frame
-    # Before the (long) training: scoring `horizon` frames has the same need as the rollout.
-    frame_jepa.check_predicted_frames(fm.horizon, fm.input_norm, fm.ahead)
     fmodel, fparams, frame_history = frame_jepa_if_needed(
-        cfg, jepa.make_source(pcfg, "train"), frame_shape, os.path.join(workdir, "frame_jepa"))
+        cfg, jepa.make_source(pcfg, "train"), frame_shape, frame_dir, frame_wanted)
     # Its own windows: K context frames, `horizon` predicted, every `stride` frames.
     fs = ml_collections.ConfigDict(dict(stride=fm.stride, context_frames=(fm.context,),
                                         batch_size=cfg.surprise.batch_size))
@@ -169,7 +189,8 @@ def main(argv):
     if cfg.frame_pixel.enabled:
       t0 = time.time()
       fp = cfg.frame_pixel
-      # The frame JEPA's prediction in pixels: same videos, clips, context and windows.
+      # The frame JEPA's next-frame prediction in pixels: same videos, clip sampler, context
+      # and windows (clips of context + 1 frames).
       pmodel, pparams, frame_pixel_history = frame_pixel_baseline.train_frame_pixels(
           jepa.make_source(pcfg, "train"), context=fm.context, steps=fp.steps,
           batch_size=fp.batch_size, lr=fp.lr, width=fp.width, clips_per_video=fm.clips_per_video,

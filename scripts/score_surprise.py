@@ -4,7 +4,7 @@ sliding windows).
   python scripts/score_surprise.py --pretrained=runs/pretrain --videos=my_videos.npy \
       --out=runs/surprise_mine
   python scripts/score_surprise.py --frame_jepa=runs/intuitive_physics/frame_jepa \
-      --videos=my_videos.npy --out=runs/surprise_mine_frame --stride=1
+      --videos=my_videos.npy --out=runs/surprise_mine_frame
 
 --videos: a .npy array or an .npz archive (array `frames`, or its only array) of uint8 frames
 0..255 (or float in [0, 1]) shaped (N, T, H, W, C), or one video (T, H, W, C); H, W, C as the
@@ -32,7 +32,8 @@ _TOP_K = flags.DEFINE_integer("top_k", 0, "Frame JEPA: pool the top_k largest to
 _VIDEOS = flags.DEFINE_string("videos", None, "Frames file (.npy / .npz).", required=True)
 _KEY = flags.DEFINE_string("key", "frames", "Array name inside an .npz archive.")
 _OUT = flags.DEFINE_string("out", None, "Results directory.", required=True)
-_STRIDE = flags.DEFINE_integer("stride", 4, "Frames between window starts.")
+_STRIDE = flags.DEFINE_integer("stride", 0, "Frames between window starts; 0: 4 for a V-JEPA, "
+                               "1 for a frame JEPA (one window per frame).")
 _CONTEXT = flags.DEFINE_list("context_frames", [], "Context lengths in frames (multiples of the "
                              "tubelet length; the minimum over them is kept per window). Default: "
                              "half the window (V-JEPA), the model's context (frame JEPA).")
@@ -75,7 +76,7 @@ def load_scorers(pretrained_dir: str, frame_jepa_dir: str, random_init: int, hor
       "pretrained": os.path.abspath(pretrained_dir), "pretrained_step": step}
 
 
-def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride: int = 4,
+def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride: int = 0,
         context_frames=(), how: str = "max", batch_size: int = 32, random_init: int = -1,
         plot_max: int = 12, overwrite: bool = False, progress: bool = True,
         frame_jepa_dir: str = "", horizon: int = 1, top_k: int = 0) -> dict:
@@ -89,6 +90,7 @@ def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride:
   main_name = next(iter(scorers))
   surprise.check_frames(frames, scorers[main_name])
   contexts = tuple(int(c) for c in context_frames) or contexts
+  stride = stride or (1 if frame_jepa_dir else 4)
   written = {}
   for name, model in scorers.items():
     t0 = time.time()

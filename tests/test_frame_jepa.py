@@ -121,8 +121,9 @@ def test_top_k_pooling_against_hand_computation():
   np.testing.assert_allclose(fj.pool_tokens(err, 0), [(3 + 2) / 16 / 3, 0.5])
   np.testing.assert_allclose(fj.pool_tokens(err, 1), [(3 + 1 + 0) / 3, 0.5])
   np.testing.assert_allclose(fj.pool_tokens(err, 2), [(3 / 2 + 1 + 0) / 3, 0.5])
-  with pytest.raises(ValueError, match="frame.top_k=17"):
-    fj.pool_tokens(err, 17)
+  for bad in (17, -1):
+    with pytest.raises(ValueError, match=f"frame.top_k={bad}"):
+      fj.pool_tokens(err, bad)
 
 
 def test_top_k_window_error_is_at_least_the_mean(model_params):
@@ -135,8 +136,9 @@ def test_top_k_window_error_is_at_least_the_mean(model_params):
   np.testing.assert_allclose(every, mean, rtol=1e-5)
 
 
-def test_save_load_round_trip(model_params, tmp_path):
-  model, params = model_params
+def test_save_load_round_trip(tmp_path):
+  model = fj.make_model(context=K, width=8, dim=D, input_norm=True, dilations=(1, 3), ahead=2)
+  params = fj.init_params(model, FRAME, seed=2)
   fj.save(str(tmp_path), model, params, FRAME, {"training": {"steps": 3}})
   assert fj.exists(str(tmp_path))
   loaded, loaded_params, meta = fj.load(str(tmp_path))
@@ -159,6 +161,10 @@ def test_window_error_rejects_short_context(model_params):
     fj.train_frame_jepa([{"frames": _clips(1, 4)[0]}], context=K, width=8, dim=D, steps=1,
                         batch_size=1, lr=1e-3, ema=0.99, var_weight=1.0, cov_weight=0.04,
                         rollout=2)
+  with pytest.raises(ValueError, match="frame.rollout >= 3"):  # outputs 2, 3 never trained
+    fj.train_frame_jepa([{"frames": _clips(1, 4)[0]}], context=K, width=8, dim=D, steps=1,
+                        batch_size=1, lr=1e-3, ema=0.99, var_weight=1.0, cov_weight=0.04,
+                        rollout=1, ahead=3)
 
 
 def test_sample_clips_cuts_consecutive_frames():

@@ -106,6 +106,11 @@ def frame_surprise_model(model: frame_jepa.FrameJEPA, params, frame_shape, horiz
   them with context_frames=(K,)), token errors pooled as frame_jepa.pool_tokens(top_k)."""
   if horizon < 1:
     raise ValueError(f"horizon={horizon}: predict at least one frame per window")
-  frame_jepa.check_predicted_frames(horizon, model.input_norm, model.ahead)
+  if horizon > model.ahead and not model.input_norm:
+    raise ValueError(f"horizon={horizon}: this frame JEPA predicts {model.ahead} frame(s) at once "
+                     "from raw (not layer-normed) inputs, so it scores at most "
+                     f"{model.ahead} predicted frame(s) per window: set frame.horizon (or "
+                     f"--horizon) <= {model.ahead}")
+  frame_jepa.check_top_k(top_k, frame_jepa.tokens_per_frame(frame_shape))
   return surprise.SurpriseModel(frame_jepa.window_error_fn(model, top_k), params,
                                 model.context + horizon, tuple(frame_shape), 1)

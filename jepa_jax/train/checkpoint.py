@@ -1,4 +1,5 @@
-"""orbax checkpoints holding train state + grain iterator state + config, restorable on any mesh."""
+"""orbax checkpoints holding train state + grain iterator state + config, restorable on any mesh;
+and the params + JSON description of a finished small model."""
 
 import json
 import os
@@ -46,3 +47,23 @@ def restore_config(manager, step: int | None = None) -> dict:
 def abstract_with_shardings(abstract_tree, shardings):
   return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                       abstract_tree, shardings)
+
+
+# A finished small model (no train state, no schedule): params + a JSON description beside them.
+PARAMS_DIR = "params"
+
+
+def save_params(workdir: str, params, meta_file: str, meta: dict) -> None:
+  """params (orbax, in workdir/params) + `meta` as JSON in workdir/meta_file."""
+  os.makedirs(workdir, exist_ok=True)
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.abspath(os.path.join(workdir, PARAMS_DIR)), jax.device_get(params),
+               force=True)
+  with open(os.path.join(workdir, meta_file), "w") as f:
+    json.dump(meta, f, indent=1)
+
+
+def restore_params(workdir: str, abstract_params):
+  """The params `save_params` wrote, restored to the structure of `abstract_params`."""
+  with ocp.StandardCheckpointer() as ckptr:
+    return ckptr.restore(os.path.abspath(os.path.join(workdir, PARAMS_DIR)), abstract_params)

@@ -29,10 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from jepa_jax import losses
 from jepa_jax.nn.frame_jepa import FrameEncoder, NextFramePredictor
+from jepa_jax.train import checkpoint
 
 TRAINED = ("encoder", "predictor")  # the optimiser's params; "target_encoder" follows by EMA
 
@@ -45,6 +45,16 @@ def check_predicted_frames(steps: int, input_norm: bool, ahead: int = 1):
                      "predictions (layer-normed) back as inputs, which needs "
                      "frame.input_norm=True; or set frame.rollout and frame.horizon <= "
                      f"frame.ahead ({ahead})")
+
+
+def check_rollout(rollout: int, input_norm: bool, ahead: int = 1):
+  """Training predicts `rollout` frames per clip: at least the `ahead` the predictor outputs
+  (untrained outputs would be scored), more only with feedback (check_predicted_frames)."""
+  if rollout < max(ahead, 1):
+    raise ValueError(f"frame.rollout={rollout}: train at least the frame.ahead={ahead} frame(s) "
+                     "the predictor outputs (untrained outputs would be scored); set "
+                     f"frame.rollout >= {ahead}")
+  check_predicted_frames(rollout, input_norm, ahead)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,15 +149,24 @@ def make_train_step(model: FrameJEPA, tx, ema: float, var_weight: float, cov_wei
   return step
 
 
+def tokens_per_frame(frame_shape) -> int:
+  """The encoder's token grid is H/4 x W/4 (nn/frame_jepa.py)."""
+  return (frame_shape[0] // 4) * (frame_shape[1] // 4)
+
+
+def check_top_k(top_k: int, num_tokens: int):
+  if not 0 <= top_k <= num_tokens:
+    raise ValueError(f"frame.top_k={top_k}: pool 0 (mean over all tokens) to {num_tokens} (the "
+                     "tokens per frame) of the largest token errors")
+
+
 def pool_tokens(err_BHhwD, top_k: int = 0):
   """Per predicted frame, the error of its tokens (mean over D), pooled over the token grid:
   the mean over all tokens (top_k 0), or over the top_k largest (a violation involves one
   object, a few tokens; but natural peaks sharpen too: 79.5-80.7 % vs 82.3 % for the mean,
   BUILD_NOTES session 13); then the mean over frames -> (B,)."""
   tok_BHN = err_BHhwD.mean(-1).reshape(*err_BHhwD.shape[:2], -1)
-  if top_k < 0 or top_k > tok_BHN.shape[-1]:
-    raise ValueError(f"frame.top_k={top_k}: pool 0 (mean over all tokens) to "
-                     f"{tok_BHN.shape[-1]} (the tokens per frame) of the largest token errors")
+  check_top_k(top_k, tok_BHN.shape[-1])
   if top_k:
     tok_BHN = jax.lax.top_k(tok_BHN, top_k)[0]
   return tok_BHN.mean(axis=(1, 2))
@@ -221,10 +240,8 @@ def train_frame_jepa(source, *, context: int, width: int, dim: int, steps: int, 
                      verbose: bool = False):
   """Trains on clips of context + rollout frames of `source` videos ({'frames': (T, H, W, C)
   uint8}). -> (model, params, history)."""
-  if rollout < 1:
-    raise ValueError(f"frame.rollout={rollout}: predict at least 1 frame per clip")
+  check_rollout(rollout, input_norm, ahead)
   model = make_model(context, width, dim, input_norm, ahead=ahead)
-  check_predicted_frames(rollout, input_norm, ahead)
   frame_shape = source[0]["frames"].shape[1:]
   params = init_params(model, frame_shape, seed)
   tx = make_optimizer(lr, steps)
@@ -241,7 +258,6 @@ def train_frame_jepa(source, *, context: int, width: int, dim: int, steps: int, 
 # ----------------------------------------------------------------------------- save / load
 
 META = "frame_jepa.json"
-PARAMS_DIR = "params"
 
 
 def architecture(model: FrameJEPA) -> dict:
@@ -254,29 +270,26 @@ def architecture(model: FrameJEPA) -> dict:
 def save(workdir: str, model: FrameJEPA, params, frame_shape, meta: dict) -> None:
   """params (orbax) + frame_jepa.json (architecture, frame shape and `meta`, e.g. the training
   config and loss history) into `workdir`."""
-  os.makedirs(workdir, exist_ok=True)
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.abspath(os.path.join(workdir, PARAMS_DIR)), jax.device_get(params),
-               force=True)
-  with open(os.path.join(workdir, META), "w") as f:
-    json.dump(dict(architecture=architecture(model), frame_shape=list(frame_shape), **meta), f,
-              indent=1)
+  checkpoint.save_params(workdir, params, META, dict(
+      architecture=architecture(model), frame_shape=list(frame_shape), **meta))
 
 
 def exists(workdir: str) -> bool:
   return os.path.exists(os.path.join(workdir, META))
 
 
-def load(workdir: str):
-  """-> (model, params, meta) of a `save`d frame JEPA."""
+def read_meta(workdir: str) -> dict:
   if not exists(workdir):
     raise FileNotFoundError(f"no frame JEPA in {workdir!r} ({META} missing): train one with "
                             "`python -m experiments.intuitive_physics` (it saves to "
                             "WORKDIR/frame_jepa) or fix the path")
   with open(os.path.join(workdir, META)) as f:
-    meta = json.load(f)
+    return json.load(f)
+
+
+def load(workdir: str):
+  """-> (model, params, meta) of a `save`d frame JEPA."""
+  meta = read_meta(workdir)
   model = make_model(**meta["architecture"])
   abstract = jax.eval_shape(lambda: init_params(model, tuple(meta["frame_shape"]), 0))
-  with ocp.StandardCheckpointer() as ckptr:
-    params = ckptr.restore(os.path.abspath(os.path.join(workdir, PARAMS_DIR)), abstract)
-  return model, params, meta
+  return model, checkpoint.restore_params(workdir, abstract), meta

@@ -37,10 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from jepa_jax.eval.stats import spearman
 from jepa_jax.nn.heads import GoalDistance
+from jepa_jax.train import checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,18 +212,12 @@ def geodesic_agreement(distance_fn, z_LGT, pos_LGT2, layout_LG2, env_cfg, pairs:
 # ----------------------------------------------------------------------------- save / load
 
 META = 'goal_distance.json'
-PARAMS_DIR = 'params'
 
 
 def save(workdir: str, cfg: DistanceConfig, params, meta: dict) -> None:
   """params (orbax) + goal_distance.json (the DistanceConfig and `meta`, e.g. which world
   model's latents it was fitted on) into `workdir`."""
-  os.makedirs(workdir, exist_ok=True)
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.abspath(os.path.join(workdir, PARAMS_DIR)), jax.device_get(params),
-               force=True)
-  with open(os.path.join(workdir, META), 'w') as f:
-    json.dump(dict(config=dataclasses.asdict(cfg), **meta), f, indent=1)
+  checkpoint.save_params(workdir, params, META, dict(config=dataclasses.asdict(cfg), **meta))
 
 
 def load(workdir: str):
@@ -240,8 +234,7 @@ def load(workdir: str):
   shapes = meta['latent_shape']
   module = make_module(cfg, len(shapes))
   abstract = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros(shapes), jnp.zeros(shapes))
-  with ocp.StandardCheckpointer() as ckptr:
-    params = ckptr.restore(os.path.abspath(os.path.join(workdir, PARAMS_DIR)), abstract)
+  params = checkpoint.restore_params(workdir, abstract)
 
   def distance_fn(z, z_goal):
     return steps_from_discounted(module.apply(params, z, z_goal), cfg.discount)
