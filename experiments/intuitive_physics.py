@@ -153,6 +153,7 @@ def main(argv):
     frame_jepa.check_predicted_frames(cfg.frame.horizon, cfg.frame.input_norm, cfg.frame.ahead)
     frame_jepa.check_top_k(cfg.frame.top_k, frame_jepa.tokens_per_frame(frame_shape))
     check_saved_frame_jepa(frame_dir, frame_wanted)
+  train_source = jepa.make_source(pcfg, "train")  # the possible videos every model trains on
   surprise_models = {
       "vjepa": vjepa,
       "random_init": pretrained.surprise_model(
@@ -163,7 +164,7 @@ def main(argv):
     px = cfg.pixel
     # Same encoder / predictor sizes as the V-JEPA; pixels instead of target features.
     pmodels, pparams, pixel_history = pixel_baseline.train_pixel_predictor(
-        jepa.make_source(pcfg, "train"), window, tuple(pcfg.model.patch_size),
+        train_source, window, tuple(pcfg.model.patch_size),
         tuple(cfg.surprise.context_frames), px.steps, px.batch_size, px.lr, cfg.seed,
         log_every=25, verbose=True, size=pcfg.model.size, width=pcfg.model.predictor.width,
         depth=pcfg.model.predictor.depth, num_heads=pcfg.model.predictor.num_heads)
@@ -177,7 +178,7 @@ def main(argv):
   if cfg.frame.enabled:
     fm = cfg.frame
     fmodel, fparams, frame_history = frame_jepa_if_needed(
-        cfg, jepa.make_source(pcfg, "train"), frame_shape, frame_dir, frame_wanted)
+        cfg, train_source, frame_shape, frame_dir, frame_wanted)
     # Its own windows: K context frames, `horizon` predicted, every `stride` frames.
     fs = ml_collections.ConfigDict(dict(stride=fm.stride, context_frames=(fm.context,),
                                         batch_size=cfg.surprise.batch_size))
@@ -192,7 +193,7 @@ def main(argv):
       # The frame JEPA's next-frame prediction in pixels: same videos, clip sampler, context
       # and windows (clips of context + 1 frames).
       pmodel, pparams, frame_pixel_history = frame_pixel_baseline.train_frame_pixels(
-          jepa.make_source(pcfg, "train"), context=fm.context, steps=fp.steps,
+          train_source, context=fm.context, steps=fp.steps,
           batch_size=fp.batch_size, lr=fp.lr, width=fp.width, clips_per_video=fm.clips_per_video,
           seed=cfg.seed, verbose=True)
       print(f"frame pixel baseline: {fp.steps} steps in {(time.time() - t0) / 60:.1f} min, "

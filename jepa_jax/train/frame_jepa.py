@@ -21,6 +21,7 @@ tokens, averaged over all tokens or over the top-k tokens of each frame (`pool_t
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -172,6 +173,7 @@ def pool_tokens(err_BHhwD, top_k: int = 0):
   return tok_BHN.mean(axis=(1, 2))
 
 
+@functools.cache  # one function per (model, top_k): the surprise driver compiles it once
 def window_error_fn(model: FrameJEPA, top_k: int = 0):
   """The surprise driver's interface: (params, clips_BWHWC uint8, context_frames static) -> (B,).
   top_k as in `pool_tokens`."""
