@@ -56,7 +56,10 @@ def pretrain_if_needed(cfg, workdir: str) -> str:
 
 # cfg.frame keys that change the trained frame JEPA (the others only change how it is scored).
 FRAME_TRAINING_KEYS = ("steps", "batch_size", "lr", "context", "ahead", "rollout", "input_norm",
-                       "width", "dim", "ema", "var", "cov", "clips_per_video")
+                       "width", "dim", "ema", "var", "cov", "clips_per_video", "windows_per_clip",
+                       "residual")
+# Training keys added after frame JEPAs were first saved, with the value those were trained with.
+FRAME_KEYS_SINCE = {"windows_per_clip": 1, "residual": False}
 
 
 def frame_training_settings(cfg, pcfg, frame_shape) -> dict:
@@ -73,6 +76,7 @@ def check_saved_frame_jepa(out: str, wanted: dict) -> bool:
   if not frame_jepa.exists(out):
     return False
   saved = frame_jepa.read_meta(out).get("training", {})
+  saved = {**FRAME_KEYS_SINCE, **saved}
   differ = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
   if differ:
     raise ValueError(f"{out} holds a frame JEPA trained with other settings (saved, wanted): "
@@ -93,7 +97,8 @@ def frame_jepa_if_needed(cfg, train_source, frame_shape, out: str, wanted: dict)
       train_source, context=fm.context, width=fm.width, dim=fm.dim, steps=fm.steps,
       batch_size=fm.batch_size, lr=fm.lr, ema=fm.ema, var_weight=fm.var, cov_weight=fm.cov,
       rollout=fm.rollout, input_norm=fm.input_norm, ahead=fm.ahead,
-      clips_per_video=fm.clips_per_video, seed=cfg.seed, verbose=True)
+      clips_per_video=fm.clips_per_video, windows_per_clip=fm.windows_per_clip,
+      residual=fm.residual, seed=cfg.seed, verbose=True)
   print(f"frame JEPA: {fm.steps} steps in {(time.time() - t0) / 60:.1f} min, final prediction "
         f"loss {history[-1]['pred_loss']:.4g}; saved to {out}")
   frame_jepa.save(out, model, params, frame_shape, {"training": wanted, "history": history})
@@ -150,6 +155,11 @@ def main(argv):
   if cfg.frame.enabled:  # settings the frame JEPA cannot use fail before anything trains
     frame_wanted = frame_training_settings(cfg, pcfg, frame_shape)
     frame_jepa.check_rollout(cfg.frame.rollout, cfg.frame.input_norm, cfg.frame.ahead)
+    clip = frame_jepa.clip_frames(cfg.frame.context, cfg.frame.rollout, cfg.frame.windows_per_clip)
+    if clip > physics.num_frames:
+      raise ValueError(f"frame JEPA training clips of {clip} frames (frame.context + frame.rollout"
+                       f" + frame.windows_per_clip - 1) do not fit the {physics.num_frames}-frame "
+                       "training videos: lower one of them")
     frame_jepa.check_predicted_frames(cfg.frame.horizon, cfg.frame.input_norm, cfg.frame.ahead)
     frame_jepa.check_top_k(cfg.frame.top_k, frame_jepa.tokens_per_frame(frame_shape))
     check_saved_frame_jepa(frame_dir, frame_wanted)
@@ -194,7 +204,7 @@ def main(argv):
       # and windows (clips of context + 1 frames).
       pmodel, pparams, frame_pixel_history = frame_pixel_baseline.train_frame_pixels(
           train_source, context=fm.context, steps=fp.steps,
-          batch_size=fp.batch_size, lr=fp.lr, width=fp.width, clips_per_video=fm.clips_per_video,
+          batch_size=fp.batch_size, lr=fp.lr, width=fp.width, clips_per_video=fp.clips_per_video,
           seed=cfg.seed, verbose=True)
       print(f"frame pixel baseline: {fp.steps} steps in {(time.time() - t0) / 60:.1f} min, "
             f"final loss {frame_pixel_history[-1]['loss']:.4g}")

@@ -75,6 +75,24 @@ class WindowErrorTest(chex.TestCase):
     np.testing.assert_allclose(err, want, rtol=1e-5)
 
 
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_residual_predicts_changes_from_the_last_context_frame(self):
+    model = fj.make_model(context=K, width=8, dim=D, input_norm=True, residual=True)
+    params = fj.init_params(model, FRAME, seed=3)
+    params["target_encoder"] = fj.init_params(model, FRAME, seed=4)["encoder"]
+    clips = _clips(2, 5, 7)
+    err = self.variant(fj.window_error_fn(model), static_argnums=2)(params, clips, 3)
+    # By hand: base = target latents of frame 2 (last context frame); each prediction is the
+    # previous one plus the predictor's change.
+    z = losses.layer_norm_no_affine(model.encode(params["encoder"], clips[:, 1:3]))
+    tgt = losses.layer_norm_no_affine(model.encode(params["target_encoder"], clips[:, 2:]))
+    p3 = tgt[:, 0] + model.predict(params["predictor"], z)[:, 0]
+    p4 = p3 + model.predict(params["predictor"], jnp.stack([z[:, 1], p3], 1))[:, 0]
+    want = (jnp.abs(p3 - tgt[:, 1]).mean((1, 2, 3)) + jnp.abs(p4 - tgt[:, 2]).mean((1, 2, 3))) / 2
+    np.testing.assert_allclose(err, want, rtol=1e-5)
+    with pytest.raises(ValueError, match="base_BhwD"):
+      model.rollout(params["predictor"], z, 1)
+
   def test_ahead_predicts_several_frames_at_once_then_feeds_back(self):
     model = fj.make_model(context=K, width=8, dim=D, input_norm=True, ahead=2)
     params = fj.init_params(model, FRAME, seed=5)
@@ -101,15 +119,43 @@ def test_direct_prediction_needs_no_input_norm_up_to_ahead():
     fj.window_error_fn(model)(params, _clips(1, K + 4), K)
 
 
-@pytest.mark.parametrize("input_norm,rollout,ahead", [(False, 1, 1), (True, 3, 1), (False, 3, 3)])
-def test_loss_is_the_surprise_of_the_same_window(input_norm, rollout, ahead):
+@pytest.mark.parametrize("input_norm,rollout,ahead,residual",
+                         [(False, 1, 1, False), (True, 3, 1, False), (False, 3, 3, False),
+                          (False, 1, 1, True), (True, 3, 1, True)])
+def test_loss_is_the_surprise_of_the_same_window(input_norm, rollout, ahead, residual):
   """Training on clips of K + R frames minimises exactly the mean window error of surprise."""
-  model = fj.make_model(context=K, width=8, dim=D, input_norm=input_norm, ahead=ahead)
+  model = fj.make_model(context=K, width=8, dim=D, input_norm=input_norm, ahead=ahead,
+                        residual=residual)
   params = fj.init_params(model, FRAME, seed=1)
   clips = _clips(3, K + rollout, 5)
   _, metrics = fj.loss_fn(model, params, clips, 1.0, 0.04)
   window = fj.window_error_fn(model)(params, clips, K)
   np.testing.assert_allclose(metrics["pred_loss"], window.mean(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("input_norm,rollout,ahead,residual",
+                         [(False, 1, 1, False), (True, 2, 1, False), (True, 2, 1, True)])
+def test_windows_per_clip_loss_is_the_mean_surprise_of_every_window(input_norm, rollout, ahead,
+                                                                      residual):
+  """A clip of K + R + n - 1 frames trains its n windows: the loss is their mean surprise."""
+  n = 3
+  model = fj.make_model(context=K, width=8, dim=D, input_norm=input_norm, ahead=ahead,
+                        residual=residual)
+  params = fj.init_params(model, FRAME, seed=2)
+  clips = _clips(2, fj.clip_frames(K, rollout, n), 6)
+  _, metrics = fj.loss_fn(model, params, clips, 1.0, 0.04, rollout)
+  each = [fj.window_error_fn(model)(params, clips[:, j:j + K + rollout], K) for j in range(n)]
+  np.testing.assert_allclose(metrics["pred_loss"], np.mean(each), rtol=1e-5)
+  with pytest.raises(ValueError, match="cannot hold"):
+    fj.loss_fn(model, params, clips[:, :K], 1.0, 0.04, rollout)
+  with pytest.raises(ValueError, match="frame.windows_per_clip=0"):
+    fj.clip_frames(K, rollout, 0)
+
+
+def test_windows_are_consecutive_runs():
+  x = np.arange(2 * 5).reshape(2, 5)
+  np.testing.assert_array_equal(fj.windows(x, 3), [[0, 1, 2], [1, 2, 3], [2, 3, 4],
+                                                   [5, 6, 7], [6, 7, 8], [7, 8, 9]])
 
 
 def test_top_k_pooling_against_hand_computation():
@@ -174,17 +220,18 @@ def test_sample_clips_cuts_consecutive_frames():
   chex.assert_shape(clips, (7, 3, 2, 2, 3))
   first = clips[:, :, 0, 0, 0].astype(int)
   np.testing.assert_array_equal(np.diff(first, axis=1), 1)
-  with pytest.raises(ValueError, match=r"shorter than frame.context \+ frame.rollout"):
+  with pytest.raises(ValueError, match=r"shorter than the training clips of 11 frames"):
     fj.sample_clips(source, np.random.default_rng(0), 2, 11, clips_per_video=1)
 
 
-@pytest.mark.parametrize("input_norm,rollout,ahead", [(False, 1, 1), (True, 2, 1), (False, 2, 2)])
-def test_training_lowers_prediction_loss(input_norm, rollout, ahead):
+@pytest.mark.parametrize("input_norm,rollout,ahead,windows",
+                         [(False, 1, 1, 1), (True, 2, 1, 1), (False, 2, 2, 1), (False, 1, 1, 3)])
+def test_training_lowers_prediction_loss(input_norm, rollout, ahead, windows):
   cfg = ph.PhysicsConfig(num_frames=6, size=32, radius=(1.5, 3.0), min_radius_gap=0.75,
                          speed=(0.5, 1.75), gravity=0.175, floor_height=3, occluder_width=(3, 6))
   source = [ph.make_video(np.random.default_rng(i), cfg) for i in range(16)]
   _, _, history = fj.train_frame_jepa(source, context=K, width=8, dim=D, steps=60, batch_size=16,
                                       lr=3e-3, ema=0.99, var_weight=1.0, cov_weight=0.04,
                                       rollout=rollout, input_norm=input_norm, ahead=ahead,
-                                      log_every=10)
+                                      windows_per_clip=windows, log_every=10)
   assert history[-1]["pred_loss"] < 0.8 * history[0]["pred_loss"], history

@@ -39,9 +39,15 @@ def test_debug_preset_scores_every_model(tmp_path):
   assert frame_ends == list(range(3, results["config"]["benchmark"]["num_frames"]))
   assert os.path.isfile(tmp_path / "accuracy.png")
 
-  # Rerun with other scoring: the saved frame JEPA is reused; other training settings are
-  # refused before anything is trained or overwritten.
-  saved = open(tmp_path / "frame_jepa" / "frame_jepa.json").read()
+  # Rerun with other scoring: the saved frame JEPA is reused, also when it was saved before
+  # the training keys added since existed; other training settings are refused before anything
+  # is trained or overwritten.
+  meta_path = tmp_path / "frame_jepa" / "frame_jepa.json"
+  meta = json.load(open(meta_path))
+  for key in ("windows_per_clip", "residual"):
+    del meta["training"][key]
+  json.dump(meta, open(meta_path, "w"))
+  saved = open(meta_path).read()
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame_pixel.enabled=False",
               "--config.frame.top_k=3")
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -52,4 +58,6 @@ def test_debug_preset_scores_every_model(tmp_path):
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.lr=0.5")
   assert proc.returncode != 0 and "trained with other settings" in proc.stderr
   assert "'lr': (0.001, 0.5)" in proc.stderr
+  proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.windows_per_clip=2")
+  assert proc.returncode != 0 and "do not fit the 4-frame training videos" in proc.stderr
   assert open(tmp_path / "frame_jepa" / "frame_jepa.json").read() == saved

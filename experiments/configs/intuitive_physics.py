@@ -28,24 +28,28 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
   # Pixel predictor: the V-JEPA's encoder/predictor sizes, trained on past -> future pixels.
   c.pixel = ml_collections.ConfigDict(dict(enabled=True, steps=600, batch_size=32, lr=1e-3))
   # Frame-level JEPA (train/frame_jepa.py): trained here on the pretraining's possible videos
-  # (clips of `context` + `rollout` frames), scored on its own windows (`context` frames,
+  # (clips of `windows_per_clip` overlapping windows of `context` + `rollout` frames, each clip
+  # from its own video when clips_per_video is 1), scored on its own windows (`context` frames,
   # `horizon` predicted, every `stride` frames; the top_k largest token errors of each predicted
   # frame, 0: all). The predictor outputs `ahead` frames at once; rollout / horizon > ahead feed
   # predictions back, which needs input_norm=True.
   # 2600 steps, 18.8-19.4 min on 2 CPU cores: mean pairwise accuracy 82.3 % (1500 steps: 74.8 %;
   # input_norm 68.5 %; input_norm + rollout = horizon = 3: 52.8 %; BUILD_NOTES session 12;
   # top_k 1 / 4 / 16: 79.5 / 79.8 / 80.7 %; ahead = rollout = horizon = 4 at 1500 steps: 54.3 %;
-  # cov 0.2 at 1500 steps: 76.2 %; session 13). Saved to WORKDIR/frame_jepa and reused by a
-  # rerun whose training keys match.
+  # cov 0.2 at 1500 steps: 76.2 %; session 13). 4 windows per clip from 8 videos per step train
+  # 1.6x the windows per second: 4000 steps in 18.9 min, 83.5 % (session 14; 2 videos per step:
+  # 81.0 %, and with residual=True 74.5 %). Saved to WORKDIR/frame_jepa and reused by a rerun
+  # whose training keys match.
   c.frame = ml_collections.ConfigDict(dict(
-      enabled=True, steps=2600, batch_size=32, lr=1e-3, context=3, ahead=1, rollout=1, horizon=1,
+      enabled=True, steps=4000, batch_size=8, lr=1e-3, context=3, ahead=1, rollout=1, horizon=1,
       input_norm=False, stride=1, top_k=0, width=64, dim=32, ema=0.99, var=1.0, cov=0.04,
-      clips_per_video=4))
-  # Its pixel-space twin (eval/frame_pixel_baseline.py): the frame JEPA's context, clips and
-  # windows, next-frame pixels (MSE) instead of latents; needs frame.enabled. 2000 steps take
-  # 19.5 min, the frame JEPA's budget: mean pairwise accuracy 78.7 % (BUILD_NOTES session 13).
+      clips_per_video=1, windows_per_clip=4, residual=False))
+  # Its pixel-space twin (eval/frame_pixel_baseline.py): the frame JEPA's context and windows,
+  # next-frame pixels (MSE) instead of latents, on clips of context + 1 frames of the same
+  # videos; needs frame.enabled. 2000 steps take 19.5 min, the frame JEPA's budget: mean
+  # pairwise accuracy 78.7 % (BUILD_NOTES session 13).
   c.frame_pixel = ml_collections.ConfigDict(dict(enabled=True, steps=2000, batch_size=32, lr=1e-3,
-                                                 width=64))
+                                                 width=64, clips_per_video=4))
   c.plot_pairs_per_type = 2
 
   if preset == "cpu_default":
@@ -57,7 +61,7 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
     c.surprise.update(stride=2, context_frames=(2,), batch_size=8)
     c.pixel.update(steps=10, batch_size=8)
     c.frame.update(steps=6, batch_size=8, context=2, rollout=2, horizon=2, input_norm=True,
-                   width=8, dim=4)
+                   width=8, dim=4, windows_per_clip=1)
     c.frame_pixel.update(steps=4, batch_size=8, width=8)
     c.plot_pairs_per_type = 1
   else:

@@ -15,6 +15,13 @@ A > 1 predicts several frames directly, without feedback, so a small deviation f
 (a ball that stops falling) grows with the horizon; on the benchmark it did worse (A = 4:
 54.3 % vs 74.8 % after 1500 steps, BUILD_NOTES session 13), so A = 1 is the default.
 
+A training clip may hold several overlapping windows (`windows_per_clip` n: clips of
+K + R + n - 1 frames): every frame is encoded once and each window predicts from its own K
+frames, so n predictions cost about one clip's encoder work (4 windows: 1.6x the windows per
+second). `residual` predicts the change from the last context frame's target latents; it
+removes the predictor's error on static background but did worse on the benchmark (74.5 % vs
+81.0 % for the same training, BUILD_NOTES session 14), so it is off by default.
+
 Surprise of a window of W frames with C context frames (C >= K): the predictor rolls out frames
 C..W-1 from the last K context latents; the window's error is the L1 over those frames and
 tokens, averaged over all tokens or over the top-k tokens of each frame (`pool_tokens`).
@@ -64,6 +71,8 @@ class FrameJEPA:
   predictor: NextFramePredictor
   context: int  # K frames the predictor sees
   input_norm: bool = False  # layer-norm the predictor's inputs (required to feed predictions back)
+  # Predict the change: next = (layer-normed target latents of the last frame) + predictor output.
+  residual: bool = False
 
   def encode(self, params_enc, frames_BTHWC):
     b, t = frames_BTHWC.shape[:2]
@@ -83,27 +92,41 @@ class FrameJEPA:
     """Encoder latents as the predictor takes them: layer-normed when input_norm."""
     return losses.layer_norm_no_affine(z) if self.input_norm else z
 
-  def rollout(self, params_pred, z_BKhwD, steps: int):
+  def rollout(self, params_pred, z_BKhwD, steps: int, base_BhwD=None):
     """Context latents of K frames -> predictions of the next `steps` (B, steps, h, w, D), `ahead`
-    at a time from the last K frames, predictions fed back."""
+    at a time from the last K frames, predictions fed back. With `residual`, `base_BhwD` (the
+    layer-normed target latents of the last context frame) plus the predictor's output, then
+    the last prediction plus the output."""
     check_predicted_frames(steps, self.input_norm, self.ahead)
+    if self.residual and base_BhwD is None:
+      raise ValueError("a residual frame JEPA predicts changes: pass the last context frame's "
+                       "target latents (base_BhwD)")
     preds = []
     while len(preds) < steps:
       new = self.predict(params_pred, z_BKhwD[:, -self.context:])
+      if self.residual:
+        new = new + base_BhwD[:, None]
+        base_BhwD = new[:, -1]
       preds.extend(new[:, i] for i in range(self.ahead))
       z_BKhwD = jnp.concatenate([z_BKhwD, new], axis=1)
     return jnp.stack(preds[:steps], axis=1)
 
+  def target_latents(self, params_target, frames_BTHWC):
+    """Layer-normed target-encoder latents (what is predicted), no gradient."""
+    return jax.lax.stop_gradient(losses.layer_norm_no_affine(
+        self.encode(params_target, frames_BTHWC)))
+
 
 def make_model(context: int, width: int, dim: int, input_norm: bool = False,
-               dilations=(1, 2, 4, 1), ahead: int = 1) -> FrameJEPA:
+               dilations=(1, 2, 4, 1), ahead: int = 1, residual: bool = False) -> FrameJEPA:
   """The architecture from its hyperparameters (also what `save` records, see `architecture`)."""
   if context < 1:
     raise ValueError(f"frame.context={context}: the predictor needs at least 1 frame")
   if ahead < 1:
     raise ValueError(f"frame.ahead={ahead}: the predictor outputs at least 1 frame")
   return FrameJEPA(FrameEncoder(width, dim),
-                   NextFramePredictor(width, dim, tuple(dilations), ahead), context, input_norm)
+                   NextFramePredictor(width, dim, tuple(dilations), ahead), context, input_norm,
+                   residual)
 
 
 def init_params(model: FrameJEPA, frame_shape, seed: int) -> dict:
@@ -115,30 +138,59 @@ def init_params(model: FrameJEPA, frame_shape, seed: int) -> dict:
   return {"encoder": enc, "predictor": pred, "target_encoder": jax.tree.map(jnp.copy, enc)}
 
 
-def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight: float):
-  """-> (loss, metrics) for clips of K + R frames (R = rollout steps)."""
-  k = model.context
-  z_BKhwD = model.encode(params["encoder"], clips_BTHWC[:, :k])
-  target = jax.lax.stop_gradient(losses.layer_norm_no_affine(
-      model.encode(params["target_encoder"], clips_BTHWC[:, k:])))
-  pred = model.rollout(params["predictor"], model.predictor_inputs(z_BKhwD),
-                       clips_BTHWC.shape[1] - k)
-  pred_loss = jnp.mean(jnp.abs(pred - target))
-  var, cov = losses.variance_loss(z_BKhwD), losses.covariance_loss(z_BKhwD)
+def clip_frames(context: int, rollout: int, windows_per_clip: int = 1) -> int:
+  """Frames per training clip: `windows_per_clip` overlapping windows of context + rollout."""
+  if windows_per_clip < 1:
+    raise ValueError(f"frame.windows_per_clip={windows_per_clip}: at least 1 training window "
+                     "per clip")
+  return context + rollout + windows_per_clip - 1
+
+
+def windows(x_BTX, length: int):
+  """Every run of `length` consecutive frames of (B, T, ...) -> (B * n, length, ...), n = T -
+  length + 1, the windows of one clip adjacent."""
+  n = x_BTX.shape[1] - length + 1
+  x = jnp.stack([x_BTX[:, j:j + length] for j in range(n)], axis=1)
+  return x.reshape(-1, *x.shape[2:])
+
+
+def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight: float,
+            rollout: int | None = None):
+  """-> (loss, metrics) for clips of K + R + n - 1 frames (R = rollout steps, R = T - K when
+  None): each of the n windows of K + R frames predicts its last R frames from its first K.
+  Every frame is encoded once per clip, so n > 1 trains n predictions for about the encoder
+  cost of one (the windows overlap). The loss is the mean surprise of those windows."""
+  k, t = model.context, clips_BTHWC.shape[1]
+  r = t - k if rollout is None else rollout
+  if not 1 <= r <= t - k:
+    raise ValueError(f"clips of {t} frames cannot hold {k} context + {r} rollout frames")
+  z_BThwD = model.encode(params["encoder"], clips_BTHWC[:, :t - r])  # frames that are context
+  # Frames that are predicted (k on), and with `residual` the last context frame of each of the
+  # n windows (frames k - 1 .. k + n - 2), the base its changes are added to.
+  first = k - 1 if model.residual else k
+  target = model.target_latents(params["target_encoder"], clips_BTHWC[:, first:])
+  n = t - k - r + 1
+  base = target[:, :n].reshape(-1, *target.shape[2:]) if model.residual else None
+  target = target[:, k - first:]
+  pred = model.rollout(params["predictor"], windows(model.predictor_inputs(z_BThwD), k), r, base)
+  pred_loss = jnp.mean(jnp.abs(pred - windows(target, r)))
+  var, cov = losses.variance_loss(z_BThwD), losses.covariance_loss(z_BThwD)
   metrics = {"pred_loss": pred_loss, "var_loss": var, "cov_loss": cov,
-             "latent_std": jnp.mean(losses.feature_std(z_BKhwD))}
+             "latent_std": jnp.mean(losses.feature_std(z_BThwD))}
   return pred_loss + var_weight * var + cov_weight * cov, metrics
 
 
-def make_train_step(model: FrameJEPA, tx, ema: float, var_weight: float, cov_weight: float):
+def make_train_step(model: FrameJEPA, tx, ema: float, var_weight: float, cov_weight: float,
+                    rollout: int | None = None):
   """(params, opt_state, clips) -> (params, opt_state, loss, metrics); the EMA update of the
-  target encoder happens inside the step. Jit it (donating params and opt_state)."""
+  target encoder happens inside the step. Jit it (donating params and opt_state). `rollout` as
+  in loss_fn."""
 
   def step(params, opt_state, clips_BTHWC):
     online = {k: params[k] for k in TRAINED}
 
     def objective(p):
-      return loss_fn(model, {**params, **p}, clips_BTHWC, var_weight, cov_weight)
+      return loss_fn(model, {**params, **p}, clips_BTHWC, var_weight, cov_weight, rollout)
 
     (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(online)
     updates, opt_state = tx.update(grads, opt_state, online)
@@ -186,9 +238,11 @@ def window_error_fn(model: FrameJEPA, top_k: int = 0):
                        f"{k} context frames and at least one frame to predict in a window of {w}")
     z = model.predictor_inputs(
         model.encode(params["encoder"], clips_BWHWC[:, context_frames - k:context_frames]))
-    target = losses.layer_norm_no_affine(
-        model.encode(params["target_encoder"], clips_BWHWC[:, context_frames:]))
-    pred = model.rollout(params["predictor"], z, w - context_frames)
+    first = context_frames - 1 if model.residual else context_frames
+    target = model.target_latents(params["target_encoder"], clips_BWHWC[:, first:])
+    base = target[:, 0] if model.residual else None
+    pred = model.rollout(params["predictor"], z, w - context_frames, base)
+    target = target[:, context_frames - first:]
     return pool_tokens(jnp.abs(pred - target), top_k)
 
   return window_error
@@ -202,8 +256,9 @@ def sample_clips(source, rng: np.random.Generator, batch_size: int, clip_len: in
   while len(clips) < batch_size:
     frames = source[int(rng.integers(len(source)))]["frames"]
     if len(frames) < clip_len:
-      raise ValueError(f"videos of {len(frames)} frames are shorter than frame.context + "
-                       f"frame.rollout = {clip_len}")
+      raise ValueError(f"videos of {len(frames)} frames are shorter than the training clips "
+                       f"of {clip_len} frames (frame.context + frame.rollout + "
+                       "frame.windows_per_clip - 1): lower one of them")
     for s in rng.integers(0, len(frames) - clip_len + 1, clips_per_video):
       clips.append(frames[s:s + clip_len])
   return np.stack(clips[:batch_size])
@@ -238,21 +293,25 @@ def run_steps(step, params, opt_state, sample_batch, steps: int, log_every: int 
 def train_frame_jepa(source, *, context: int, width: int, dim: int, steps: int, batch_size: int,
                      lr: float, ema: float, var_weight: float, cov_weight: float,
                      rollout: int = 1, input_norm: bool = False, ahead: int = 1,
-                     clips_per_video: int = 4, seed: int = 0, log_every: int = 50,
+                     clips_per_video: int = 4, windows_per_clip: int = 1,
+                     residual: bool = False, seed: int = 0, log_every: int = 50,
                      verbose: bool = False):
-  """Trains on clips of context + rollout frames of `source` videos ({'frames': (T, H, W, C)
-  uint8}). -> (model, params, history)."""
+  """Trains on clips of `source` videos ({'frames': (T, H, W, C) uint8}), each holding
+  windows_per_clip windows of context + rollout frames (clip_frames). -> (model, params,
+  history)."""
   check_rollout(rollout, input_norm, ahead)
-  model = make_model(context, width, dim, input_norm, ahead=ahead)
+  clip_len = clip_frames(context, rollout, windows_per_clip)
+  model = make_model(context, width, dim, input_norm, ahead=ahead, residual=residual)
   frame_shape = source[0]["frames"].shape[1:]
   params = init_params(model, frame_shape, seed)
   tx = make_optimizer(lr, steps)
   opt_state = tx.init({k: params[k] for k in TRAINED})
-  step = jax.jit(make_train_step(model, tx, ema, var_weight, cov_weight), donate_argnums=(0, 1))
+  step = jax.jit(make_train_step(model, tx, ema, var_weight, cov_weight, rollout),
+                 donate_argnums=(0, 1))
   rng = np.random.default_rng(seed)
   params, history = run_steps(
       step, params, opt_state,
-      lambda: sample_clips(source, rng, batch_size, context + rollout, clips_per_video),
+      lambda: sample_clips(source, rng, batch_size, clip_len, clips_per_video),
       steps, log_every, "frame JEPA" if verbose else "")
   return model, params, history
 
@@ -266,7 +325,7 @@ def architecture(model: FrameJEPA) -> dict:
   """make_model's keyword arguments that rebuild `model`."""
   return dict(context=model.context, width=model.encoder.width, dim=model.encoder.out_dim,
               input_norm=model.input_norm, dilations=list(model.predictor.dilations),
-              ahead=model.ahead)
+              ahead=model.ahead, residual=model.residual)
 
 
 def save(workdir: str, model: FrameJEPA, params, frame_shape, meta: dict) -> None:
