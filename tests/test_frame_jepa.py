@@ -127,6 +127,7 @@ def test_loss_is_the_surprise_of_the_same_window(input_norm, rollout, ahead, res
   model = fj.make_model(context=K, width=8, dim=D, input_norm=input_norm, ahead=ahead,
                         residual=residual)
   params = fj.init_params(model, FRAME, seed=1)
+  params["target_encoder"] = fj.init_params(model, FRAME, seed=7)["encoder"]  # differ
   clips = _clips(3, K + rollout, 5)
   _, metrics = fj.loss_fn(model, params, clips, 1.0, 0.04)
   window = fj.window_error_fn(model)(params, clips, K)
@@ -134,7 +135,8 @@ def test_loss_is_the_surprise_of_the_same_window(input_norm, rollout, ahead, res
 
 
 @pytest.mark.parametrize("input_norm,rollout,ahead,residual",
-                         [(False, 1, 1, False), (True, 2, 1, False), (True, 2, 1, True)])
+                         [(False, 1, 1, False), (True, 2, 1, False), (True, 2, 1, True),
+                          (True, 3, 2, True), (False, 2, 2, False)])
 def test_windows_per_clip_loss_is_the_mean_surprise_of_every_window(input_norm, rollout, ahead,
                                                                       residual):
   """A clip of K + R + n - 1 frames trains its n windows: the loss is their mean surprise."""
@@ -142,6 +144,7 @@ def test_windows_per_clip_loss_is_the_mean_surprise_of_every_window(input_norm, 
   model = fj.make_model(context=K, width=8, dim=D, input_norm=input_norm, ahead=ahead,
                         residual=residual)
   params = fj.init_params(model, FRAME, seed=2)
+  params["target_encoder"] = fj.init_params(model, FRAME, seed=8)["encoder"]  # differ
   clips = _clips(2, fj.clip_frames(K, rollout, n), 6)
   _, metrics = fj.loss_fn(model, params, clips, 1.0, 0.04, rollout)
   each = [fj.window_error_fn(model)(params, clips[:, j:j + K + rollout], K) for j in range(n)]

@@ -43,10 +43,13 @@ def test_debug_preset_scores_every_model(tmp_path):
   # the training keys added since existed; other training settings are refused before anything
   # is trained or overwritten.
   meta_path = tmp_path / "frame_jepa" / "frame_jepa.json"
-  meta = json.load(open(meta_path))
+  with open(meta_path) as f:
+    meta = json.load(f)
   for key in ("windows_per_clip", "residual"):
     del meta["training"][key]
-  json.dump(meta, open(meta_path, "w"))
+  del meta["architecture"]["residual"]
+  with open(meta_path, "w") as f:
+    json.dump(meta, f)
   saved = open(meta_path).read()
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame_pixel.enabled=False",
               "--config.frame.top_k=3")

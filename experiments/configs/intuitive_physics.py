@@ -33,7 +33,8 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
   # `horizon` predicted, every `stride` frames; the top_k largest token errors of each predicted
   # frame, 0: all). The predictor outputs `ahead` frames at once; rollout / horizon > ahead feed
   # predictions back, which needs input_norm=True.
-  # 2600 steps, 18.8-19.4 min on 2 CPU cores: mean pairwise accuracy 82.3 % (1500 steps: 74.8 %;
+  # The previous default (32 clips x 1 window, 4 clips per video), 2600 steps, 18.8-19.4 min on
+  # 2 CPU cores: mean pairwise accuracy 82.3 % (1500 steps: 74.8 %;
   # input_norm 68.5 %; input_norm + rollout = horizon = 3: 52.8 %; BUILD_NOTES session 12;
   # top_k 1 / 4 / 16: 79.5 / 79.8 / 80.7 %; ahead = rollout = horizon = 4 at 1500 steps: 54.3 %;
   # cov 0.2 at 1500 steps: 76.2 %; session 13). 4 windows per clip from 8 videos per step train

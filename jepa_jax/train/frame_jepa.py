@@ -1,11 +1,11 @@
 """Training and surprise for the frame-level video JEPA (nn/frame_jepa.py).
 
-Objective, per clip of K + R frames: the predictor maps the online encoder's latents of frames
-1..K to those of frames K + 1..K + A (A = `ahead`, 1 by default: the next frame) and, for
-R > A, rolls on, feeding back its predictions; each is regressed (L1) onto the layer-normed
-latents of an EMA target encoder (stop-gradient), as V-JEPA's loss. VICReg variance /
-covariance terms on the online latents keep the encoder from collapsing early, before the EMA
-target has drifted away from it.
+Objective, per window of K + R frames (a training clip holds n of them, see below): the
+predictor maps the online encoder's latents of frames 1..K to those of frames K + 1..K + A
+(A = `ahead`, 1 by default: the next frame) and, for R > A, rolls on, feeding back its
+predictions; each is regressed (L1) onto the layer-normed latents of an EMA target encoder
+(stop-gradient), as V-JEPA's loss. VICReg variance / covariance terms on the online latents
+keep the encoder from collapsing early, before the EMA target has drifted away from it.
 
 Predictions live in the layer-normed target space, so feeding them back (R > A, or surprise
 over more than A predicted frames) needs the predictor's inputs layer-normed too
@@ -94,9 +94,9 @@ class FrameJEPA:
 
   def rollout(self, params_pred, z_BKhwD, steps: int, base_BhwD=None):
     """Context latents of K frames -> predictions of the next `steps` (B, steps, h, w, D), `ahead`
-    at a time from the last K frames, predictions fed back. With `residual`, `base_BhwD` (the
-    layer-normed target latents of the last context frame) plus the predictor's output, then
-    the last prediction plus the output."""
+    at a time from the last K frames, predictions fed back. With `residual`, each of the `ahead`
+    outputs of a call is a change from the same base: `base_BhwD` (the layer-normed target
+    latents of the last context frame) for the first call, the last prediction after."""
     check_predicted_frames(steps, self.input_norm, self.ahead)
     if self.residual and base_BhwD is None:
       raise ValueError("a residual frame JEPA predicts changes: pass the last context frame's "
@@ -163,7 +163,8 @@ def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight
   k, t = model.context, clips_BTHWC.shape[1]
   r = t - k if rollout is None else rollout
   if not 1 <= r <= t - k:
-    raise ValueError(f"clips of {t} frames cannot hold {k} context + {r} rollout frames")
+    raise ValueError(f"clips of {t} frames cannot hold frame.context={k} + frame.rollout={r} "
+                     "frames: cut clips of at least context + rollout frames (clip_frames)")
   z_BThwD = model.encode(params["encoder"], clips_BTHWC[:, :t - r])  # frames that are context
   # Frames that are predicted (k on), and with `residual` the last context frame of each of the
   # n windows (frames k - 1 .. k + n - 2), the base its changes are added to.
@@ -257,8 +258,8 @@ def sample_clips(source, rng: np.random.Generator, batch_size: int, clip_len: in
     frames = source[int(rng.integers(len(source)))]["frames"]
     if len(frames) < clip_len:
       raise ValueError(f"videos of {len(frames)} frames are shorter than the training clips "
-                       f"of {clip_len} frames (frame.context + frame.rollout + "
-                       "frame.windows_per_clip - 1): lower one of them")
+                       f"of {clip_len} frames: use fewer context, rollout or windows per clip "
+                       "(frame.context, frame.rollout, frame.windows_per_clip)")
     for s in rng.integers(0, len(frames) - clip_len + 1, clips_per_video):
       clips.append(frames[s:s + clip_len])
   return np.stack(clips[:batch_size])
