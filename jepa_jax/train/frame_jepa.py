@@ -138,12 +138,19 @@ def init_params(model: FrameJEPA, frame_shape, seed: int) -> dict:
   return {"encoder": enc, "predictor": pred, "target_encoder": jax.tree.map(jnp.copy, enc)}
 
 
-def clip_frames(context: int, rollout: int, windows_per_clip: int = 1) -> int:
-  """Frames per training clip: `windows_per_clip` overlapping windows of context + rollout."""
+def clip_frames(context: int, rollout: int, windows_per_clip: int = 1,
+                video_frames: int | None = None) -> int:
+  """Frames per training clip: `windows_per_clip` overlapping windows of context + rollout;
+  checked against the training videos' length when given."""
   if windows_per_clip < 1:
     raise ValueError(f"frame.windows_per_clip={windows_per_clip}: at least 1 training window "
                      "per clip")
-  return context + rollout + windows_per_clip - 1
+  clip = context + rollout + windows_per_clip - 1
+  if video_frames is not None and clip > video_frames:
+    raise ValueError(f"frame JEPA training clips of {clip} frames (frame.context + frame.rollout"
+                     f" + frame.windows_per_clip - 1) do not fit the {video_frames}-frame "
+                     "training videos: lower one of them")
+  return clip
 
 
 def windows(x_BTX, length: int):
