@@ -57,9 +57,9 @@ def pretrain_if_needed(cfg, workdir: str) -> str:
 # cfg.frame keys that change the trained frame JEPA (the others only change how it is scored).
 FRAME_TRAINING_KEYS = ("steps", "batch_size", "lr", "context", "ahead", "rollout", "input_norm",
                        "width", "dim", "ema", "var", "cov", "clips_per_video", "windows_per_clip",
-                       "residual")
+                       "residual", "hard_weight")
 # Training keys added after frame JEPAs were first saved, with the value those were trained with.
-FRAME_KEYS_SINCE = {"windows_per_clip": 1, "residual": False}
+FRAME_KEYS_SINCE = {"windows_per_clip": 1, "residual": False, "hard_weight": 0.0}
 
 
 def frame_training_settings(cfg, pcfg, frame_shape) -> dict:
@@ -98,23 +98,23 @@ def frame_jepa_if_needed(cfg, train_source, frame_shape, out: str, wanted: dict)
       batch_size=fm.batch_size, lr=fm.lr, ema=fm.ema, var_weight=fm.var, cov_weight=fm.cov,
       rollout=fm.rollout, input_norm=fm.input_norm, ahead=fm.ahead,
       clips_per_video=fm.clips_per_video, windows_per_clip=fm.windows_per_clip,
-      residual=fm.residual, seed=cfg.seed, verbose=True)
+      residual=fm.residual, hard_weight=fm.hard_weight, seed=cfg.seed, verbose=True)
   print(f"frame JEPA: {fm.steps} steps in {(time.time() - t0) / 60:.1f} min, final prediction "
         f"loss {history[-1]['pred_loss']:.4g}; saved to {out}")
   frame_jepa.save(out, model, params, frame_shape, {"training": wanted, "history": history})
   return model, params, history
 
 
-def score_pairs(model, bench, s):
+def score_pairs(model, bench, s, power: float):
   """Per-window scores of both twins; video scores for every aggregate (the per-window scores
-  are shared, so reporting both costs nothing)."""
+  are shared, so reporting all costs nothing); `power`: the power mean's exponent."""
   frames = np.concatenate([bench["possible"], bench["impossible"]])
   scores_NKC, starts = surprise.window_scores(model, frames, s.stride, tuple(s.context_frames),
                                               s.batch_size, progress=True)
   p = len(bench["possible"])
   out = {"starts": starts}
   for how in surprise.AGGREGATES:
-    video, per_window = surprise.aggregate(scores_NKC, how)
+    video, per_window = surprise.aggregate(scores_NKC, how, power)
     out[how] = {"possible": video[:p], "impossible": video[p:]}
   out["curve_possible"], out["curve_impossible"] = per_window[:p], per_window[p:]
   return out
@@ -139,6 +139,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   cfg = CONFIG.value
   workdir = WORKDIR.value
+  if cfg.surprise.aggregate not in surprise.AGGREGATES:
+    raise ValueError(f"config.surprise.aggregate={cfg.surprise.aggregate!r}: one of "
+                     f"{surprise.AGGREGATES}")
+  surprise.check_power(cfg.surprise.power)
   os.makedirs(workdir, exist_ok=True)
   t_start = time.time()
 
@@ -155,6 +159,7 @@ def main(argv):
   if cfg.frame.enabled:  # settings the frame JEPA cannot use fail before anything trains
     frame_wanted = frame_training_settings(cfg, pcfg, frame_shape)
     frame_jepa.check_rollout(cfg.frame.rollout, cfg.frame.input_norm, cfg.frame.ahead)
+    frame_jepa.check_hard_weight(cfg.frame.hard_weight)
     frame_jepa.clip_frames(cfg.frame.context, cfg.frame.rollout, cfg.frame.windows_per_clip,
                            physics.num_frames)
     frame_jepa.check_predicted_frames(cfg.frame.horizon, cfg.frame.input_norm, cfg.frame.ahead)
@@ -227,7 +232,7 @@ def main(argv):
   for name, model in surprise_models.items():
     t0 = time.time()
     s, window = settings[name]
-    scores = score_pairs(model, bench, s)
+    scores = score_pairs(model, bench, s, cfg.surprise.power)
     by_agg = {how: voe_metrics.voe_report(scores[how]["possible"], scores[how]["impossible"],
                                           bench["type"]) for how in surprise.AGGREGATES}
     plot = plot_examples(os.path.join(workdir, f"surprise_{name}.png"), name, scores, bench,
@@ -247,7 +252,8 @@ def main(argv):
                 f"token pooling {f'top {fm.top_k}' if fm.top_k else 'mean'})" if fm.enabled else "")
   for how in [cfg.surprise.aggregate] + [a for a in surprise.AGGREGATES
                                          if a != cfg.surprise.aggregate]:
-    print(f"\nViolation of expectation, {b.pairs_per_type} pairs per type, aggregate={how}"
+    how_desc = surprise.describe_aggregate(how, cfg.surprise.power)
+    print(f"\nViolation of expectation, {b.pairs_per_type} pairs per type, aggregate={how_desc}"
           f"{' (configured)' if how == cfg.surprise.aggregate else ''}, "
           f"context={tuple(cfg.surprise.context_frames)} frames, stride={cfg.surprise.stride}"
           + frame_desc

@@ -37,8 +37,11 @@ _STRIDE = flags.DEFINE_integer("stride", 0, "Frames between window starts; 0: 4 
 _CONTEXT = flags.DEFINE_list("context_frames", [], "Context lengths in frames (multiples of the "
                              "tubelet length; the minimum over them is kept per window). Default: "
                              "half the window (V-JEPA), the model's context (frame JEPA).")
-_AGGREGATE = flags.DEFINE_enum("aggregate", "max", list(surprise.AGGREGATES),
-                               "Video score from its windows.")
+_AGGREGATE = flags.DEFINE_enum("aggregate", "power", list(surprise.AGGREGATES),
+                               "Video score from its windows: their mean, max, or power mean "
+                               "(exponent --power; between the mean and the max, every window "
+                               "counts).")
+_POWER = flags.DEFINE_float("power", surprise.DEFAULT_POWER, "Exponent of --aggregate=power.")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Windows per model call.")
 _RANDOM_INIT = flags.DEFINE_integer("random_init", -1, "If >= 0: also score with the same "
                                     "architecture at init from this seed (baseline).")
@@ -77,10 +80,13 @@ def load_scorers(pretrained_dir: str, frame_jepa_dir: str, random_init: int, hor
 
 
 def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride: int = 0,
-        context_frames=(), how: str = "max", batch_size: int = 32, random_init: int = -1,
+        context_frames=(), how: str = "power", batch_size: int = 32, random_init: int = -1,
         plot_max: int = 12, overwrite: bool = False, progress: bool = True,
-        frame_jepa_dir: str = "", horizon: int = 1, top_k: int = 0) -> dict:
+        frame_jepa_dir: str = "", horizon: int = 1, top_k: int = 0,
+        power: float = surprise.DEFAULT_POWER) -> dict:
   """Scores the videos with each model; returns {model name: paths written}."""
+  if how == "power":
+    surprise.check_power(power)
   targets = [out] + ([os.path.join(out, "random_init")] if random_init >= 0 else [])
   for target in targets:  # fail before any work: existing results, then a bad file
     video_surprise.check_writable(target, overwrite)
@@ -94,15 +100,19 @@ def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride:
   written = {}
   for name, model in scorers.items():
     t0 = time.time()
-    result = video_surprise.score(model, frames, stride, contexts, how, batch_size, progress)
+    result = video_surprise.score(model, frames, stride, contexts, how, batch_size, progress,
+                                  power)
     meta = {"model": name, **model_meta, "videos": os.path.abspath(videos),
             "num_videos": int(frames.shape[0]), "window": model.window, "stride": stride,
-            "context_frames": list(contexts), "aggregate": how}
+            "context_frames": list(contexts), "aggregate": how,
+            **({"power": power} if how == "power" else {})}
     target = out if name == main_name else os.path.join(out, name)
     written[name] = video_surprise.write_results(target, result, meta, overwrite, plot_max)
     order = np.argsort(-result["video"])
+    how_desc = surprise.describe_aggregate(how, power)
     print(f"{name}: {len(order)} videos scored in {time.time() - t0:.1f} s "
-          f"({how} over windows of {model.window} frames, context {contexts}); most surprising:")
+          f"({how_desc} over windows of {model.window} frames, context {contexts}); most "
+          "surprising:")
     for i in order[:10]:
       print(f"  video {i:>5}  {result['video'][i]:.5g}")
     print(f"  -> {written[name]['json']}, {written[name]['plot']}")
@@ -115,7 +125,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   run(_PRETRAINED.value, _VIDEOS.value, _OUT.value, _KEY.value, _STRIDE.value, _CONTEXT.value,
       _AGGREGATE.value, _BATCH.value, _RANDOM_INIT.value, _PLOT_MAX.value, _OVERWRITE.value,
-      frame_jepa_dir=_FRAME_JEPA.value, horizon=_HORIZON.value, top_k=_TOP_K.value)
+      frame_jepa_dir=_FRAME_JEPA.value, horizon=_HORIZON.value, top_k=_TOP_K.value,
+      power=_POWER.value)
 
 
 if __name__ == "__main__":

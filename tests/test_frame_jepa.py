@@ -155,6 +155,23 @@ def test_windows_per_clip_loss_is_the_mean_surprise_of_every_window(input_norm, 
     fj.clip_frames(K, rollout, 0)
 
 
+def test_hard_weight_weights_tokens_by_their_relative_error(model_params):
+  """hard_weight a: the fit term is mean(w * e) with w = (e / mean e)^a over token errors e;
+  a = 1 gives mean(e^2) / mean(e). The reported pred_loss stays the plain mean."""
+  model, params = model_params
+  clips = _clips(2, K + 1, 4)
+  z = model.predictor_inputs(model.encode(params["encoder"], clips[:, :K]))
+  target = model.target_latents(params["target_encoder"], clips[:, K:])
+  e = np.abs(np.asarray(model.rollout(params["predictor"], z, 1) - target)).mean(-1)
+  for a, expected in ((0.0, e.mean()), (1.0, (e ** 2).mean() / e.mean()),
+                      (2.0, (e ** 3).mean() / e.mean() ** 2)):
+    loss, metrics = fj.loss_fn(model, params, clips, 0.0, 0.0, 1, hard_weight=a)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    np.testing.assert_allclose(metrics["pred_loss"], e.mean(), rtol=1e-5)
+  with pytest.raises(ValueError, match="frame.hard_weight=-1"):
+    fj.check_hard_weight(-1.0)
+
+
 def test_windows_are_consecutive_runs():
   x = np.arange(2 * 5).reshape(2, 5)
   np.testing.assert_array_equal(fj.windows(x, 3), [[0, 1, 2], [1, 2, 3], [2, 3, 4],

@@ -31,6 +31,7 @@ def test_debug_preset_scores_every_model(tmp_path):
   types = set(results["types"])
   for name in MODELS:
     model = results["models"][name]
+    assert set(model["report"]) == {"mean", "max", "power"}
     assert set(model["report"]["max"]) == types | {"mean"}
     assert os.path.isfile(model["plot"])
     assert 0.0 <= model["report"]["max"]["mean"]["pairwise_acc"] <= 1.0
@@ -63,4 +64,6 @@ def test_debug_preset_scores_every_model(tmp_path):
   assert "'lr': (0.001, 0.5)" in proc.stderr
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.windows_per_clip=2")
   assert proc.returncode != 0 and "do not fit the 4-frame training videos" in proc.stderr
+  proc = _run(tmp_path, "--config.surprise.power=0.5")  # refused before anything loads
+  assert proc.returncode != 0 and "surprise.power" in proc.stderr
   assert open(tmp_path / "frame_jepa" / "frame_jepa.json").read() == saved

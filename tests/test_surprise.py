@@ -74,6 +74,33 @@ def test_windows_min_over_context_and_aggregation_by_hand():
     sp.aggregate(out["per_context"], "median")
 
 
+def test_power_mean_by_hand_and_its_limits():
+  x = np.array([[1.0, 2.0], [3.0, 3.0], [0.0, 0.0]])
+  np.testing.assert_allclose(sp.power_mean(x, 2), [np.sqrt(2.5), 3.0, 0.0])
+  np.testing.assert_allclose(sp.power_mean(x, 1), x.mean(1))
+  np.testing.assert_allclose(sp.power_mean(x[:1], 1000), [2.0], rtol=1e-3)  # -> max
+  np.testing.assert_allclose(sp.power_mean(7.5 * x, 3), 7.5 * sp.power_mean(x, 3))  # scale-free
+  scores_NKC = np.stack([x, x + 1], -1)  # context lengths: the min (x) is kept per window
+  video, per_window = sp.aggregate(scores_NKC, "power", 2)
+  np.testing.assert_allclose(video, [np.sqrt(2.5), 3.0, 0.0])
+  np.testing.assert_array_equal(per_window, x)
+  with pytest.raises(ValueError, match="exponent"):
+    sp.power_mean(x, 0.5)
+  with pytest.raises(ValueError, match="non-negative"):
+    sp.power_mean(-x, 2)
+
+
+def test_power_mean_separates_twins_whose_max_lies_in_the_shared_prefix():
+  """Matched twins share their first windows (identical errors). When the largest error lies
+  there, the max ties them; the power mean still ranks them by the windows that differ."""
+  prefix = [0.10, 0.25, 0.12]
+  possible = np.array([prefix + [0.13, 0.14]])
+  impossible = np.array([prefix + [0.13, 0.16]])
+  assert possible.max() == impossible.max()
+  for p in (2, 8, 64):
+    assert sp.power_mean(impossible, p)[0] > sp.power_mean(possible, p)[0]
+
+
 def test_wrong_inputs_name_the_expected_shape():
   model = sp.SurpriseModel(_mean_after_context, 0.0, window=4, frame_shape=(2, 2, 3),
                            tubelet=2)

@@ -112,7 +112,9 @@ def test_script_scores_a_file_and_keeps_earlier_results(tmp_path, cfg):
   assert result["num_videos"] == 3 and result["pretrained_step"] == 2
   assert result["context_frames"] == [cfg.model.patch_size[0]]  # half the 4-frame window
   assert result["window_end_frames"] == [3, 5, 7]
-  assert all(len(v["per_window"]) == 3 and v["score"] == pytest.approx(max(v["per_window"]))
+  assert result["aggregate"] == "power" and result["power"] == sp.DEFAULT_POWER
+  assert all(len(v["per_window"]) == 3 and v["score"] == pytest.approx(
+      sp.power_mean(np.array([v["per_window"]]), sp.DEFAULT_POWER)[0])
              for v in result["videos"])
   assert os.path.getsize(os.path.join(out, "surprise_curves.png")) > 1000
   assert os.path.isfile(os.path.join(out, "random_init", "surprise.json"))

@@ -2,7 +2,7 @@
 
     video (T frames) -> windows [s, s + W) for s = 0, stride, ...   (W = the model's clip length)
     per window and context length C: predict frames [s + C, s + W) from [s, s + C) -> error
-    per window: min over the context lengths; per video: mean or max over windows
+    per window: min over the context lengths; per video: mean, max or power mean over windows
 
 A model enters as `window_error(params, clips_BWHWC, context_frames) -> (B,)` (context_frames
 static), so the V-JEPA latent error, a random-init encoder and a pixel predictor share one
@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from jepa_jax import losses
 
-AGGREGATES = ("mean", "max")
+AGGREGATES = ("mean", "max", "power")
+DEFAULT_POWER = 64.0  # the power mean's exponent; see `aggregate`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,19 +153,54 @@ def window_scores(model: SurpriseModel, frames_NTHWC, stride: int, context_frame
   return out.reshape(n, len(starts), len(context_frames)), starts
 
 
-def aggregate(scores_NKC, how: str = "max"):
-  """Min over context lengths per window (the best-informed prediction), then mean or max over
-  windows -> (N,). Also returns the per-window curve (N, K)."""
+def aggregate(scores_NKC, how: str = "max", power: float = DEFAULT_POWER):
+  """Min over context lengths per window (the best-informed prediction), then over windows ->
+  (N,): 'mean', 'max', or 'power', the power mean (mean_k e_k^p)^(1/p) with p = `power`.
+  Also returns the per-window curve (N, K).
+
+  The power mean lies between the mean (p = 1) and the max (p -> inf) and is scale-free (errors
+  in any unit, one p). Unlike the max, every window counts, so two videos that share their
+  first frames (a matched pair: identical windows, identical error) are told apart by the
+  windows where they differ even when the largest error lies in the shared part; the max ties
+  them (BUILD_NOTES session 15)."""
   if how not in AGGREGATES:
     raise ValueError(f"aggregate must be one of {AGGREGATES}, got {how!r}")
   per_window_NK = np.asarray(scores_NKC).min(-1)
-  video_N = per_window_NK.max(-1) if how == "max" else per_window_NK.mean(-1)
-  return video_N, per_window_NK
+  if how == "max":
+    return per_window_NK.max(-1), per_window_NK
+  if how == "mean":
+    return per_window_NK.mean(-1), per_window_NK
+  return power_mean(per_window_NK, power), per_window_NK
+
+
+def describe_aggregate(how: str, power: float = DEFAULT_POWER) -> str:
+  return f"power mean (p = {power:g})" if how == "power" else how
+
+
+def check_power(p: float) -> float:
+  if not p >= 1:
+    raise ValueError(f"the power mean's exponent must be >= 1 (1: the mean), got {p}; set "
+                     "surprise.power (experiment) or --power (scripts/score_surprise.py)")
+  return float(p)
+
+
+def power_mean(x_NK, p: float):
+  """(mean_k x_k^p)^(1/p) per row, in float64 (a small difference between windows must survive
+  the p-th power) and relative to the row's max (no overflow for large p). Needs x >= 0."""
+  check_power(p)
+  x = np.asarray(x_NK, np.float64)
+  if (x < 0).any():
+    raise ValueError("aggregate='power' needs non-negative window errors; this model's window "
+                     f"error reached {x.min():.4g}: use aggregate 'mean' or 'max'")
+  top = x.max(-1, keepdims=True)
+  rel = np.divide(x, top, out=np.zeros_like(x), where=top > 0)
+  return top[..., 0] * np.mean(rel ** p, -1) ** (1.0 / p)
 
 
 def surprise(model: SurpriseModel, frames_NTHWC, stride: int, context_frames,
-             how: str = "max", batch_size: int = 32, progress: bool = False) -> dict:
+             how: str = "max", batch_size: int = 32, progress: bool = False,
+             power: float = DEFAULT_POWER) -> dict:
   """One call: {'video': (N,), 'per_window': (N, K), 'per_context': (N, K, C), 'starts': (K,)}."""
   scores, starts = window_scores(model, frames_NTHWC, stride, context_frames, batch_size, progress)
-  video, per_window = aggregate(scores, how)
+  video, per_window = aggregate(scores, how, power)
   return {"video": video, "per_window": per_window, "per_context": scores, "starts": starts}

@@ -65,9 +65,10 @@ def load_videos(path: str, key: str = "frames") -> np.ndarray:
 
 
 def score(model: surprise.SurpriseModel, frames_NTHWC, stride: int, context_frames,
-          how: str = "max", batch_size: int = 32, progress: bool = False) -> dict:
+          how: str = "max", batch_size: int = 32, progress: bool = False,
+          power: float = surprise.DEFAULT_POWER) -> dict:
   out = surprise.surprise(model, to_uint8_videos(frames_NTHWC), stride, context_frames, how,
-                          batch_size, progress=progress)
+                          batch_size, progress=progress, power=power)
   out["window_end_frames"] = out["starts"] + model.window - 1
   return out
 

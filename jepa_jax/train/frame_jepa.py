@@ -22,6 +22,12 @@ second). `residual` predicts the change from the last context frame's target lat
 removes the predictor's error on static background but did worse on the benchmark (74.5 % vs
 81.0 % for the same training, BUILD_NOTES session 14), so it is off by default.
 
+Most of a frame is easy to predict (background, free flight); the errors that decide the
+benchmark sit at rare events, ball contacts above all (BUILD_NOTES session 14). `hard_weight` a
+weights each token's error by (error / batch mean)^a, without gradient through the weight (a
+focal-loss-style reweighting), so those rare tokens get more of the predictor's capacity. The
+unweighted prediction loss falls too (session 15).
+
 Surprise of a window of W frames with C context frames (C >= K): the predictor rolls out frames
 C..W-1 from the last K context latents; the window's error is the L1 over those frames and
 tokens, averaged over all tokens or over the top-k tokens of each frame (`pool_tokens`).
@@ -53,6 +59,12 @@ def check_predicted_frames(steps: int, input_norm: bool, ahead: int = 1):
                      "predictions (layer-normed) back as inputs, which needs "
                      "frame.input_norm=True; or set frame.rollout and frame.horizon <= "
                      f"frame.ahead ({ahead})")
+
+
+def check_hard_weight(hard_weight: float):
+  if not hard_weight >= 0:
+    raise ValueError(f"frame.hard_weight={hard_weight}: 0 (the plain mean of token errors) or a "
+                     "positive exponent")
 
 
 def check_rollout(rollout: int, input_norm: bool, ahead: int = 1):
@@ -162,11 +174,14 @@ def windows(x_BTX, length: int):
 
 
 def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight: float,
-            rollout: int | None = None):
+            rollout: int | None = None, hard_weight: float = 0.0):
   """-> (loss, metrics) for clips of K + R + n - 1 frames (R = rollout steps, R = T - K when
   None): each of the n windows of K + R frames predicts its last R frames from its first K.
   Every frame is encoded once per clip, so n > 1 trains n predictions for about the encoder
-  cost of one (the windows overlap). The loss is the mean surprise of those windows."""
+  cost of one (the windows overlap). The loss is the mean surprise of those windows.
+  hard_weight a > 0 weights each token's error by (its error / the batch's mean token error)^a
+  (no gradient through the weight), as a focal loss does: rare hard events (contacts) count
+  more. metrics['pred_loss'] stays the plain mean."""
   k, t = model.context, clips_BTHWC.shape[1]
   r = t - k if rollout is None else rollout
   if not 1 <= r <= t - k:
@@ -181,15 +196,20 @@ def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight
   base = target[:, :n].reshape(-1, *target.shape[2:]) if model.residual else None
   target = target[:, k - first:]
   pred = model.rollout(params["predictor"], windows(model.predictor_inputs(z_BThwD), k), r, base)
-  pred_loss = jnp.mean(jnp.abs(pred - windows(target, r)))
+  token_err = jnp.mean(jnp.abs(pred - windows(target, r)), axis=-1)
+  pred_loss = jnp.mean(token_err)
+  fit = pred_loss
+  if hard_weight:
+    weight = jax.lax.stop_gradient((token_err / jnp.maximum(pred_loss, 1e-12)) ** hard_weight)
+    fit = jnp.mean(weight * token_err)
   var, cov = losses.variance_loss(z_BThwD), losses.covariance_loss(z_BThwD)
   metrics = {"pred_loss": pred_loss, "var_loss": var, "cov_loss": cov,
              "latent_std": jnp.mean(losses.feature_std(z_BThwD))}
-  return pred_loss + var_weight * var + cov_weight * cov, metrics
+  return fit + var_weight * var + cov_weight * cov, metrics
 
 
 def make_train_step(model: FrameJEPA, tx, ema: float, var_weight: float, cov_weight: float,
-                    rollout: int | None = None):
+                    rollout: int | None = None, hard_weight: float = 0.0):
   """(params, opt_state, clips) -> (params, opt_state, loss, metrics); the EMA update of the
   target encoder happens inside the step. Jit it (donating params and opt_state). `rollout` as
   in loss_fn."""
@@ -198,7 +218,8 @@ def make_train_step(model: FrameJEPA, tx, ema: float, var_weight: float, cov_wei
     online = {k: params[k] for k in TRAINED}
 
     def objective(p):
-      return loss_fn(model, {**params, **p}, clips_BTHWC, var_weight, cov_weight, rollout)
+      return loss_fn(model, {**params, **p}, clips_BTHWC, var_weight, cov_weight, rollout,
+                     hard_weight)
 
     (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(online)
     updates, opt_state = tx.update(grads, opt_state, online)
@@ -302,19 +323,20 @@ def train_frame_jepa(source, *, context: int, width: int, dim: int, steps: int, 
                      lr: float, ema: float, var_weight: float, cov_weight: float,
                      rollout: int = 1, input_norm: bool = False, ahead: int = 1,
                      clips_per_video: int = 4, windows_per_clip: int = 1,
-                     residual: bool = False, seed: int = 0, log_every: int = 50,
-                     verbose: bool = False):
+                     residual: bool = False, hard_weight: float = 0.0, seed: int = 0,
+                     log_every: int = 50, verbose: bool = False):
   """Trains on clips of `source` videos ({'frames': (T, H, W, C) uint8}), each holding
   windows_per_clip windows of context + rollout frames (clip_frames). -> (model, params,
   history)."""
   check_rollout(rollout, input_norm, ahead)
+  check_hard_weight(hard_weight)
   clip_len = clip_frames(context, rollout, windows_per_clip)
   model = make_model(context, width, dim, input_norm, ahead=ahead, residual=residual)
   frame_shape = source[0]["frames"].shape[1:]
   params = init_params(model, frame_shape, seed)
   tx = make_optimizer(lr, steps)
   opt_state = tx.init({k: params[k] for k in TRAINED})
-  step = jax.jit(make_train_step(model, tx, ema, var_weight, cov_weight, rollout),
+  step = jax.jit(make_train_step(model, tx, ema, var_weight, cov_weight, rollout, hard_weight),
                  donate_argnums=(0, 1))
   rng = np.random.default_rng(seed)
   params, history = run_steps(
