@@ -250,11 +250,14 @@ def main(argv):
   fm = cfg.frame
   frame_desc = (f" (frame JEPA: context {fm.context}, {fm.horizon} predicted, stride {fm.stride}, "
                 f"token pooling {f'top {fm.top_k}' if fm.top_k else 'mean'})" if fm.enabled else "")
-  for how in [cfg.surprise.aggregate] + [a for a in surprise.AGGREGATES
-                                         if a != cfg.surprise.aggregate]:
-    how_desc = surprise.describe_aggregate(how, cfg.surprise.power)
-    print(f"\nViolation of expectation, {b.pairs_per_type} pairs per type, aggregate={how_desc}"
-          f"{' (configured)' if how == cfg.surprise.aggregate else ''}, "
+  configured_first = [cfg.surprise.aggregate] + [a for a in surprise.AGGREGATES
+                                                  if a != cfg.surprise.aggregate]
+  how_desc = {how: surprise.describe_aggregate(how, cfg.surprise.power)
+              + (" (configured)" if how == cfg.surprise.aggregate else "")
+              for how in configured_first}
+  for how in configured_first:
+    print(f"\nViolation of expectation, {b.pairs_per_type} pairs per type, "
+          f"aggregate={how_desc[how]}, "
           f"context={tuple(cfg.surprise.context_frames)} frames, stride={cfg.surprise.stride}"
           + frame_desc
           + " (pairwise accuracy / AUROC, %):")
@@ -267,9 +270,9 @@ def main(argv):
   for n, r in results.items():
     print(f"{n:<{w}}" + "".join(f"{100 * r['shared_context_accuracy'][k]['accuracy']:>12.1f}"
                                for k in kinds))
-  panels = {f"pairwise accuracy, aggregate {how}": {
+  panels = {f"pairwise accuracy, aggregate {how_desc[how]}": {
       n: {k: v["pairwise_acc"] for k, v in r["report"][how].items()} for n, r in results.items()}
-      for how in surprise.AGGREGATES}
+      for how in configured_first}
   panels["prediction check (shared-prefix windows)"] = {
       n: {k: v["accuracy"] for k, v in r["shared_context_accuracy"].items()}
       for n, r in results.items()}

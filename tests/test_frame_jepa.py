@@ -168,6 +168,22 @@ def test_hard_weight_weights_tokens_by_their_relative_error(model_params):
     loss, metrics = fj.loss_fn(model, params, clips, 0.0, 0.0, 1, hard_weight=a)
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     np.testing.assert_allclose(metrics["pred_loss"], e.mean(), rtol=1e-5)
+  # No gradient through the weight: the gradient is that of mean(w * e) with w held fixed.
+  w = jnp.asarray((e / e.mean()) ** 1.0)
+
+  def fixed_weight_loss(p):
+    z = model.predictor_inputs(model.encode(p["encoder"], clips[:, :K]))
+    pred = model.rollout(p["predictor"], z, 1)
+    return jnp.mean(w * jnp.abs(pred - target).mean(-1))
+
+  online = {k: params[k] for k in fj.TRAINED}
+  got = jax.grad(lambda p: fj.loss_fn(model, {**params, **p}, clips, 0.0, 0.0, 1,
+                                      hard_weight=1.0)[0])(online)
+  chex.assert_trees_all_close(got, jax.grad(fixed_weight_loss)(online), rtol=1e-4, atol=1e-7)
+  # The train step passes it on.
+  step = fj.make_train_step(model, optax.sgd(0.0), 0.99, 0.0, 0.0, 1, hard_weight=2.0)
+  _, _, loss, _ = step(params, optax.sgd(0.0).init(online), clips)
+  np.testing.assert_allclose(loss, (e ** 3).mean() / e.mean() ** 2, rtol=1e-5)
   with pytest.raises(ValueError, match="frame.hard_weight=-1"):
     fj.check_hard_weight(-1.0)
 

@@ -35,6 +35,8 @@ def test_debug_preset_scores_every_model(tmp_path):
     assert set(model["report"]["max"]) == types | {"mean"}
     assert os.path.isfile(model["plot"])
     assert 0.0 <= model["report"]["max"]["mean"]["pairwise_acc"] <= 1.0
+    assert 0.0 <= model["report"]["power"]["mean"]["pairwise_acc"] <= 1.0
+  assert "aggregate=power mean (p = 64) (configured)" in proc.stdout
   # The frame JEPA scores its own windows: 2 context + 2 predicted frames, stride 1.
   frame_ends = results["models"]["frame_jepa"]["window_end_frames"]
   assert frame_ends == list(range(3, results["config"]["benchmark"]["num_frames"]))
@@ -65,5 +67,6 @@ def test_debug_preset_scores_every_model(tmp_path):
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.windows_per_clip=2")
   assert proc.returncode != 0 and "do not fit the 4-frame training videos" in proc.stderr
   proc = _run(tmp_path, "--config.surprise.power=0.5")  # refused before anything loads
-  assert proc.returncode != 0 and "surprise.power" in proc.stderr
+  assert proc.returncode != 0 and "exponent must be >= 1" in proc.stderr
+  assert "benchmark:" not in proc.stdout and "frame JEPA" not in proc.stdout
   assert open(tmp_path / "frame_jepa" / "frame_jepa.json").read() == saved

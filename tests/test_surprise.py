@@ -80,6 +80,8 @@ def test_power_mean_by_hand_and_its_limits():
   np.testing.assert_allclose(sp.power_mean(x, 1), x.mean(1))
   np.testing.assert_allclose(sp.power_mean(x[:1], 1000), [2.0], rtol=1e-3)  # -> max
   np.testing.assert_allclose(sp.power_mean(7.5 * x, 3), 7.5 * sp.power_mean(x, 3))  # scale-free
+  np.testing.assert_allclose(sp.power_mean([[1e300, 2e300]], 64), [2e300 * 0.5 ** (1 / 64)],
+                             rtol=1e-12)  # (1e300)^64 would overflow without the relative form
   scores_NKC = np.stack([x, x + 1], -1)  # context lengths: the min (x) is kept per window
   video, per_window = sp.aggregate(scores_NKC, "power", 2)
   np.testing.assert_allclose(video, [np.sqrt(2.5), 3.0, 0.0])

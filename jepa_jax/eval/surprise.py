@@ -162,7 +162,9 @@ def aggregate(scores_NKC, how: str = "max", power: float = DEFAULT_POWER):
   in any unit, one p). Unlike the max, every window counts, so two videos that share their
   first frames (a matched pair: identical windows, identical error) are told apart by the
   windows where they differ even when the largest error lies in the shared part; the max ties
-  them (BUILD_NOTES session 15)."""
+  them (BUILD_NOTES session 15). In float64 a window below about 0.56 of the video's max adds
+  nothing at p = 64, so twins that differ only there still tie. The default here stays 'max';
+  the experiment and scripts/score_surprise.py configure 'power'."""
   if how not in AGGREGATES:
     raise ValueError(f"aggregate must be one of {AGGREGATES}, got {how!r}")
   per_window_NK = np.asarray(scores_NKC).min(-1)
@@ -191,7 +193,8 @@ def power_mean(x_NK, p: float):
   x = np.asarray(x_NK, np.float64)
   if (x < 0).any():
     raise ValueError("aggregate='power' needs non-negative window errors; this model's window "
-                     f"error reached {x.min():.4g}: use aggregate 'mean' or 'max'")
+                     f"error reached {x.min():.4g}: score it with --aggregate=mean or max "
+                     "(scripts/score_surprise.py)")
   top = x.max(-1, keepdims=True)
   rel = np.divide(x, top, out=np.zeros_like(x), where=top > 0)
   return top[..., 0] * np.mean(rel ** p, -1) ** (1.0 / p)

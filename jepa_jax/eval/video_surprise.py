@@ -95,7 +95,9 @@ def write_results(out_dir: str, result: dict, meta: dict, overwrite: bool = Fals
   with open(paths["json"], "w") as f:
     json.dump({**meta, "window_end_frames": ends, "videos": videos}, f, indent=1)
   plot_curves(paths["plot"], np.asarray(ends), np.asarray(result["per_window"]),
-              np.asarray(result["video"]), plot_max, meta.get("aggregate", "max"))
+              np.asarray(result["video"]), plot_max,
+              surprise.describe_aggregate(meta.get("aggregate", "max"),
+                                          meta.get("power", surprise.DEFAULT_POWER)))
   return paths
 
 

@@ -25,8 +25,10 @@ removes the predictor's error on static background but did worse on the benchmar
 Most of a frame is easy to predict (background, free flight); the errors that decide the
 benchmark sit at rare events, ball contacts above all (BUILD_NOTES session 14). `hard_weight` a
 weights each token's error by (error / batch mean)^a, without gradient through the weight (a
-focal-loss-style reweighting), so those rare tokens get more of the predictor's capacity. The
-unweighted prediction loss falls too (session 15).
+focal-loss-style reweighting), so those rare tokens get more of the predictor's capacity
+(session 15: a = 3 is the default; a = 1-2 also left the unweighted loss a little lower).
+The weights are not renormalised: their mean, mean(e^a) / mean(e)^a >= 1, also scales the
+prediction term against the VICReg terms.
 
 Surprise of a window of W frames with C context frames (C >= K): the predictor rolls out frames
 C..W-1 from the last K context latents; the window's error is the L1 over those frames and
