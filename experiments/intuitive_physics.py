@@ -139,9 +139,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   cfg = CONFIG.value
   workdir = WORKDIR.value
-  if cfg.surprise.aggregate not in surprise.AGGREGATES:
-    raise ValueError(f"config.surprise.aggregate={cfg.surprise.aggregate!r}: one of "
-                     f"{surprise.AGGREGATES}")
+  surprise.check_aggregate(cfg.surprise.aggregate)
   surprise.check_power(cfg.surprise.power)
   os.makedirs(workdir, exist_ok=True)
   t_start = time.time()

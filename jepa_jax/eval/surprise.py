@@ -165,8 +165,7 @@ def aggregate(scores_NKC, how: str = "max", power: float = DEFAULT_POWER):
   them (BUILD_NOTES session 15). In float64 a window below about 0.56 of the video's max adds
   nothing at p = 64, so twins that differ only there still tie. The default here stays 'max';
   the experiment and scripts/score_surprise.py configure 'power'."""
-  if how not in AGGREGATES:
-    raise ValueError(f"aggregate must be one of {AGGREGATES}, got {how!r}")
+  check_aggregate(how)
   per_window_NK = np.asarray(scores_NKC).min(-1)
   if how == "max":
     return per_window_NK.max(-1), per_window_NK
@@ -177,6 +176,13 @@ def aggregate(scores_NKC, how: str = "max", power: float = DEFAULT_POWER):
 
 def describe_aggregate(how: str, power: float = DEFAULT_POWER) -> str:
   return f"power mean (p = {power:g})" if how == "power" else how
+
+
+def check_aggregate(how: str) -> str:
+  if how not in AGGREGATES:
+    raise ValueError(f"aggregate must be one of {AGGREGATES}, got {how!r}: set "
+                     "surprise.aggregate (experiment) or --aggregate (scripts/score_surprise.py)")
+  return how
 
 
 def check_power(p: float) -> float:

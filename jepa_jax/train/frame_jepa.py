@@ -130,6 +130,16 @@ class FrameJEPA:
     return jax.lax.stop_gradient(losses.layer_norm_no_affine(
         self.encode(params_target, frames_BTHWC)))
 
+  def targets_and_bases(self, params_target, clips_BTHWC, first_predicted: int, n: int = 1):
+    """Target latents of frames first_predicted.. (B, T', h, w, D), and with `residual` the
+    bases of n windows predicting from first_predicted, first_predicted + 1, ...: the target
+    latents of the frame before each, (B * n, h, w, D); None without `residual`."""
+    start = first_predicted - 1 if self.residual else first_predicted
+    target = self.target_latents(params_target, clips_BTHWC[:, start:])
+    if not self.residual:
+      return target, None
+    return target[:, 1:], target[:, :n].reshape(-1, *target.shape[2:])
+
 
 def make_model(context: int, width: int, dim: int, input_norm: bool = False,
                dilations=(1, 2, 4, 1), ahead: int = 1, residual: bool = False) -> FrameJEPA:
@@ -190,13 +200,7 @@ def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight
     raise ValueError(f"clips of {t} frames cannot hold frame.context={k} + frame.rollout={r} "
                      "frames: cut clips of at least context + rollout frames (clip_frames)")
   z_BThwD = model.encode(params["encoder"], clips_BTHWC[:, :t - r])  # frames that are context
-  # Frames that are predicted (k on), and with `residual` the last context frame of each of the
-  # n windows (frames k - 1 .. k + n - 2), the base its changes are added to.
-  first = k - 1 if model.residual else k
-  target = model.target_latents(params["target_encoder"], clips_BTHWC[:, first:])
-  n = t - k - r + 1
-  base = target[:, :n].reshape(-1, *target.shape[2:]) if model.residual else None
-  target = target[:, k - first:]
+  target, base = model.targets_and_bases(params["target_encoder"], clips_BTHWC, k, t - k - r + 1)
   pred = model.rollout(params["predictor"], windows(model.predictor_inputs(z_BThwD), k), r, base)
   token_err = jnp.mean(jnp.abs(pred - windows(target, r)), axis=-1)
   pred_loss = jnp.mean(token_err)
@@ -269,11 +273,8 @@ def window_error_fn(model: FrameJEPA, top_k: int = 0):
                        f"{k} context frames and at least one frame to predict in a window of {w}")
     z = model.predictor_inputs(
         model.encode(params["encoder"], clips_BWHWC[:, context_frames - k:context_frames]))
-    first = context_frames - 1 if model.residual else context_frames
-    target = model.target_latents(params["target_encoder"], clips_BWHWC[:, first:])
-    base = target[:, 0] if model.residual else None
+    target, base = model.targets_and_bases(params["target_encoder"], clips_BWHWC, context_frames)
     pred = model.rollout(params["predictor"], z, w - context_frames, base)
-    target = target[:, context_frames - first:]
     return pool_tokens(jnp.abs(pred - target), top_k)
 
   return window_error
