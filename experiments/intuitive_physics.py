@@ -57,9 +57,29 @@ def pretrain_if_needed(cfg, workdir: str) -> str:
 # cfg.frame keys that change the trained frame JEPA (the others only change how it is scored).
 FRAME_TRAINING_KEYS = ("steps", "batch_size", "lr", "context", "ahead", "rollout", "input_norm",
                        "width", "dim", "ema", "var", "cov", "clips_per_video", "windows_per_clip",
-                       "residual", "hard_weight")
-# Training keys added after frame JEPAs were first saved, with the value those were trained with.
+                       "residual", "hard_weight", "train_min_speed")
+# Training keys added after frame JEPAs were first saved, with the value those were trained with
+# (train_min_speed: the pretraining's lowest speed, filled in by frame_keys_since).
 FRAME_KEYS_SINCE = {"windows_per_clip": 1, "residual": False, "hard_weight": 0.0}
+
+
+def frame_keys_since(pcfg) -> dict:
+  return {**FRAME_KEYS_SINCE, "train_min_speed": float(pcfg.data.physics.speed[0])}
+
+
+def frame_train_data_config(cfg, pcfg) -> ml_collections.ConfigDict:
+  """The pretraining's config with the frame models' training videos: its physics, with initial
+  ball speeds from cfg.frame.train_min_speed (px/frame) up to the pretraining's highest. The
+  benchmark's videos keep the pretraining's speeds."""
+  high = float(pcfg.data.physics.speed[1])
+  v = cfg.frame.train_min_speed
+  if not 0.0 <= v <= high:
+    raise ValueError(f"frame.train_min_speed={v}: the lowest initial ball speed of the frame "
+                     f"models' training videos, 0 (balls released from rest) to the "
+                     f"pretraining's highest, {high} px/frame")
+  out = ml_collections.ConfigDict(pcfg.to_dict())
+  out.data.physics.speed = (float(v), high)
+  return out
 
 
 def frame_training_settings(cfg, pcfg, frame_shape) -> dict:
@@ -69,14 +89,14 @@ def frame_training_settings(cfg, pcfg, frame_shape) -> dict:
           "frame_shape": list(frame_shape), "data": json.loads(pcfg.data.to_json_best_effort())}
 
 
-def check_saved_frame_jepa(out: str, wanted: dict) -> bool:
+def check_saved_frame_jepa(out: str, wanted: dict, keys_since: dict = FRAME_KEYS_SINCE) -> bool:
   """True if `out` holds a frame JEPA trained with `wanted`; False if it holds none; an error
   naming the differing settings otherwise (a finished training is never overwritten). Called
   before anything trains."""
   if not frame_jepa.exists(out):
     return False
   saved = frame_jepa.read_meta(out).get("training", {})
-  saved = {**FRAME_KEYS_SINCE, **saved}
+  saved = {**keys_since, **saved}
   differ = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
   if differ:
     raise ValueError(f"{out} holds a frame JEPA trained with other settings (saved, wanted): "
@@ -84,11 +104,12 @@ def check_saved_frame_jepa(out: str, wanted: dict) -> bool:
   return True
 
 
-def frame_jepa_if_needed(cfg, train_source, frame_shape, out: str, wanted: dict):
+def frame_jepa_if_needed(cfg, train_source, frame_shape, out: str, wanted: dict,
+                         keys_since: dict = FRAME_KEYS_SINCE):
   """Trains the frame JEPA and saves it to `out`, or reuses the one there (see
   check_saved_frame_jepa)."""
   fm = cfg.frame
-  if check_saved_frame_jepa(out, wanted):
+  if check_saved_frame_jepa(out, wanted, keys_since):
     model, params, meta = frame_jepa.load(out)
     print(f"reusing the frame JEPA in {out} ({fm.steps} steps)")
     return model, params, meta["history"]
@@ -158,11 +179,12 @@ def main(argv):
     frame_wanted = frame_training_settings(cfg, pcfg, frame_shape)
     frame_jepa.check_rollout(cfg.frame.rollout, cfg.frame.input_norm, cfg.frame.ahead)
     frame_jepa.check_hard_weight(cfg.frame.hard_weight)
+    frame_source = jepa.make_source(frame_train_data_config(cfg, pcfg), "train")
     frame_jepa.clip_frames(cfg.frame.context, cfg.frame.rollout, cfg.frame.windows_per_clip,
                            physics.num_frames)
     frame_jepa.check_predicted_frames(cfg.frame.horizon, cfg.frame.input_norm, cfg.frame.ahead)
     frame_jepa.check_top_k(cfg.frame.top_k, frame_jepa.tokens_per_frame(frame_shape))
-    check_saved_frame_jepa(frame_dir, frame_wanted)
+    check_saved_frame_jepa(frame_dir, frame_wanted, frame_keys_since(pcfg))
   train_source = jepa.make_source(pcfg, "train")  # the possible videos every model trains on
   surprise_models = {
       "vjepa": vjepa,
@@ -188,7 +210,7 @@ def main(argv):
   if cfg.frame.enabled:
     fm = cfg.frame
     fmodel, fparams, frame_history = frame_jepa_if_needed(
-        cfg, train_source, frame_shape, frame_dir, frame_wanted)
+        cfg, frame_source, frame_shape, frame_dir, frame_wanted, frame_keys_since(pcfg))
     # Its own windows: K context frames, `horizon` predicted, every `stride` frames.
     fs = ml_collections.ConfigDict(dict(stride=fm.stride, context_frames=(fm.context,),
                                         batch_size=cfg.surprise.batch_size))
@@ -203,7 +225,7 @@ def main(argv):
       # The frame JEPA's next-frame prediction in pixels: same videos, clip sampler, context
       # and windows (clips of context + 1 frames).
       pmodel, pparams, frame_pixel_history = frame_pixel_baseline.train_frame_pixels(
-          train_source, context=fm.context, steps=fp.steps,
+          frame_source, context=fm.context, steps=fp.steps,
           batch_size=fp.batch_size, lr=fp.lr, width=fp.width, clips_per_video=fp.clips_per_video,
           seed=cfg.seed, verbose=True)
       print(f"frame pixel baseline: {fp.steps} steps in {(time.time() - t0) / 60:.1f} min, "
@@ -260,6 +282,10 @@ def main(argv):
           + frame_desc
           + " (pairwise accuracy / AUROC, %):")
     print(voe_metrics.table({n: r["report"][how] for n, r in results.items()}))
+    if how == cfg.surprise.aggregate:
+      print(f"95 % intervals (Wilson) of these pairwise accuracies, {b.pairs_per_type} pairs "
+            "per type:")
+      print(voe_metrics.ci_table({n: r["report"][how] for n, r in results.items()}))
   print("\nPrediction check (diagnostic; uses the violation frame): on windows whose context is "
         "the twins' shared prefix, the share where the possible future is the closer one, %:")
   kinds = list(next(iter(results.values()))["shared_context_accuracy"])

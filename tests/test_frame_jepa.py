@@ -188,6 +188,21 @@ def test_hard_weight_weights_tokens_by_their_relative_error(model_params):
     fj.check_hard_weight(-1.0)
 
 
+def test_hard_weight_is_relative_to_each_predicted_frame():
+  """With several predicted frames (here a 2-ahead predictor), each token's weight is its error
+  over the mean error of its own frame: far frames, whose errors are larger, do not take every
+  weight."""
+  model = fj.make_model(context=K, width=8, dim=D, ahead=2)
+  params = fj.init_params(model, FRAME, seed=0)
+  clips = _clips(2, K + 2, 5)
+  z = model.predictor_inputs(model.encode(params["encoder"], clips[:, :K]))
+  target = model.target_latents(params["target_encoder"], clips[:, K:])
+  e = np.abs(np.asarray(model.rollout(params["predictor"], z, 2) - target)).mean(-1)  # (B,2,h,w)
+  per_frame = e.mean(axis=(0, 2, 3), keepdims=True)
+  loss, _ = fj.loss_fn(model, params, clips, 0.0, 0.0, 2, hard_weight=2.0)
+  np.testing.assert_allclose(loss, np.mean((e / per_frame) ** 2 * e), rtol=1e-5)
+
+
 def test_windows_are_consecutive_runs():
   x = np.arange(2 * 5).reshape(2, 5)
   np.testing.assert_array_equal(fj.windows(x, 3), [[0, 1, 2], [1, 2, 3], [2, 3, 4],

@@ -37,6 +37,10 @@ def test_debug_preset_scores_every_model(tmp_path):
     assert 0.0 <= model["report"]["max"]["mean"]["pairwise_acc"] <= 1.0
     assert 0.0 <= model["report"]["power"]["mean"]["pairwise_acc"] <= 1.0
   assert "aggregate=power mean (p = 64) (configured)" in proc.stdout
+  assert "95 % intervals (Wilson)" in proc.stdout
+  ci = results["models"]["frame_jepa"]["report"]["power"]["gravity"]["pairwise_ci95"]
+  assert 0.0 <= ci[0] <= results["models"]["frame_jepa"]["report"]["power"]["gravity"][
+      "pairwise_acc"] <= ci[1] <= 1.0
   # The frame JEPA scores its own windows: 2 context + 2 predicted frames, stride 1.
   frame_ends = results["models"]["frame_jepa"]["window_end_frames"]
   assert frame_ends == list(range(3, results["config"]["benchmark"]["num_frames"]))
@@ -48,14 +52,14 @@ def test_debug_preset_scores_every_model(tmp_path):
   meta_path = tmp_path / "frame_jepa" / "frame_jepa.json"
   with open(meta_path) as f:
     meta = json.load(f)
-  for key in ("windows_per_clip", "residual"):
+  for key in ("windows_per_clip", "residual", "train_min_speed"):
     del meta["training"][key]
   del meta["architecture"]["residual"]
   with open(meta_path, "w") as f:
     json.dump(meta, f)
   saved = open(meta_path).read()
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame_pixel.enabled=False",
-              "--config.frame.top_k=3")
+              "--config.frame.top_k=3", "--config.frame.train_min_speed=1.0")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "reusing the frame JEPA" in proc.stdout and "token pooling top 3" in proc.stdout
   again = json.load(open(tmp_path / "results.json"))
@@ -64,6 +68,11 @@ def test_debug_preset_scores_every_model(tmp_path):
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.lr=0.5")
   assert proc.returncode != 0 and "trained with other settings" in proc.stderr
   assert "'lr': (0.001, 0.5)" in proc.stderr
+  # Saved before train_min_speed existed: trained on the pretraining's speeds (lowest 1.0).
+  proc = _run(tmp_path, "--config.pixel.enabled=False")
+  assert proc.returncode != 0 and "'train_min_speed': (1.0, 0.0)" in proc.stderr
+  proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.train_min_speed=9.0")
+  assert proc.returncode != 0 and "pretraining's highest, 3.5 px/frame" in proc.stderr
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.windows_per_clip=2")
   assert proc.returncode != 0 and "do not fit the 4-frame training videos" in proc.stderr
   proc = _run(tmp_path, "--config.surprise.power=0.5")  # refused before anything loads

@@ -144,10 +144,15 @@ def test_auroc_hand_cases():
 
 def test_report_per_type_and_table(tmp_path):
   rep = vm.voe_report([1, 1, 5, 5], [2, 2, 4, 4], ["a", "a", "b", "b"])
-  assert rep["a"] == {"pairwise_acc": 1.0, "auroc": 1.0, "n": 2}
+  assert {k: rep["a"][k] for k in ("pairwise_acc", "auroc", "n")} == {
+      "pairwise_acc": 1.0, "auroc": 1.0, "n": 2}
   assert rep["b"]["pairwise_acc"] == 0.0 and rep["b"]["auroc"] == 0.0
   assert rep["mean"]["pairwise_acc"] == 0.5 and rep["mean"]["n"] == 4
   assert "100.0" in vm.table({"m": rep})
+  # Wilson 95 % intervals: 2/2 right -> [0.342, 1]; 0/2 -> [0, 0.658]
+  np.testing.assert_allclose(rep["a"]["pairwise_ci95"], [0.3424, 1.0], atol=1e-4)
+  np.testing.assert_allclose(rep["b"]["pairwise_ci95"], [0.0, 0.6576], atol=1e-4)
+  assert "[34.2, 100.0]" in vm.ci_table({"m": rep}) and "mean" not in vm.ci_table({"m": rep})
   curve = {"x": np.arange(3), "possible": np.ones(3), "impossible": np.arange(3.0),
            "t_violation": 1, "label": "a"}
   path = vm.plot_surprise_curves(str(tmp_path / "c.png"), [curve, curve], "t")

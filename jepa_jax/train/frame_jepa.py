@@ -191,9 +191,9 @@ def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight
   None): each of the n windows of K + R frames predicts its last R frames from its first K.
   Every frame is encoded once per clip, so n > 1 trains n predictions for about the encoder
   cost of one (the windows overlap). The loss is the mean surprise of those windows.
-  hard_weight a > 0 weights each token's error by (its error / the batch's mean token error)^a
-  (no gradient through the weight), as a focal loss does: rare hard events (contacts) count
-  more. metrics['pred_loss'] stays the plain mean."""
+  hard_weight a > 0 weights each token's error by (its error / the batch's mean token error of
+  its predicted frame)^a (no gradient through the weight), as a focal loss does: rare hard
+  events (contacts) count more. metrics['pred_loss'] stays the plain mean."""
   k, t = model.context, clips_BTHWC.shape[1]
   r = t - k if rollout is None else rollout
   if not 1 <= r <= t - k:
@@ -206,7 +206,10 @@ def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight
   pred_loss = jnp.mean(token_err)
   fit = pred_loss
   if hard_weight:
-    weight = jax.lax.stop_gradient((token_err / jnp.maximum(pred_loss, 1e-12)) ** hard_weight)
+    # Relative to each predicted frame's mean: errors grow with the horizon, and a far frame
+    # would otherwise take every weight (one frame: the batch mean).
+    mean_R = jnp.mean(token_err, axis=(0, 2, 3), keepdims=True)
+    weight = jax.lax.stop_gradient((token_err / jnp.maximum(mean_R, 1e-12)) ** hard_weight)
     fit = jnp.mean(weight * token_err)
   var, cov = losses.variance_loss(z_BThwD), losses.covariance_loss(z_BThwD)
   metrics = {"pred_loss": pred_loss, "var_loss": var, "cov_loss": cov,
