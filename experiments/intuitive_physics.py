@@ -7,8 +7,9 @@ r"""Intuitive physics: violation-of-expectation benchmark; surprise of JEPAs and
 Models: the pretrained V-JEPA (latent error of its predictor vs. its target encoder), the same
 architecture at random init (same surprise function), a pixel predictor trained on the
 same possible videos, and a frame-level JEPA (conv encoder per frame, next-frame latent
-predictor; train/frame_jepa.py) trained here on those videos, with its random init and a
-next-frame pixel predictor (eval/frame_pixel_baseline.py) beside it.
+predictor; train/frame_jepa.py) trained here on possible videos of the same physics (balls may
+also start at rest: frame.train_min_speed), with its random init and a next-frame pixel
+predictor (eval/frame_pixel_baseline.py) trained on the same videos beside it.
 Prints pairwise accuracy / AUROC per violation type; writes results.json and
 surprise_<model>.png (surprise over time, violation frame marked).
 """
@@ -185,7 +186,7 @@ def main(argv):
     frame_jepa.check_predicted_frames(cfg.frame.horizon, cfg.frame.input_norm, cfg.frame.ahead)
     frame_jepa.check_top_k(cfg.frame.top_k, frame_jepa.tokens_per_frame(frame_shape))
     check_saved_frame_jepa(frame_dir, frame_wanted, frame_keys_since(pcfg))
-  train_source = jepa.make_source(pcfg, "train")  # the possible videos every model trains on
+  train_source = jepa.make_source(pcfg, "train")  # the pretraining's videos (pixel baseline)
   surprise_models = {
       "vjepa": vjepa,
       "random_init": pretrained.surprise_model(

@@ -94,9 +94,9 @@ def ci_table(reports: dict) -> str:
   w = max(14, *(len(n) + 1 for n in names))
   lines = [f"{'model':<{w}}" + "".join(f"{k:>16}" for k in kinds)]
   for n in names:
-    lines.append(f"{n:<{w}}" + "".join(
-        "{:>16}".format("[{:.1f}, {:.1f}]".format(*(100 * v for v in reports[n][k]["pairwise_ci95"])))
-        for k in kinds))
+    cells = ("[{:.1f}, {:.1f}]".format(*(100 * v for v in reports[n][k]["pairwise_ci95"]))
+             for k in kinds)
+    lines.append(f"{n:<{w}}" + "".join(f"{c:>16}" for c in cells))
   return "\n".join(lines)
 
 
