@@ -90,10 +90,11 @@ def frame_training_settings(cfg, pcfg, frame_shape) -> dict:
           "frame_shape": list(frame_shape), "data": json.loads(pcfg.data.to_json_best_effort())}
 
 
-def check_saved_frame_jepa(out: str, wanted: dict, keys_since: dict = FRAME_KEYS_SINCE) -> bool:
+def check_saved_frame_jepa(out: str, wanted: dict, keys_since: dict) -> bool:
   """True if `out` holds a frame JEPA trained with `wanted`; False if it holds none; an error
-  naming the differing settings otherwise (a finished training is never overwritten). Called
-  before anything trains."""
+  naming the differing settings otherwise (a finished training is never overwritten). Keys the
+  saved metadata lacks take their `keys_since` value (frame_keys_since). Called before anything
+  trains."""
   if not frame_jepa.exists(out):
     return False
   saved = frame_jepa.read_meta(out).get("training", {})
@@ -106,7 +107,7 @@ def check_saved_frame_jepa(out: str, wanted: dict, keys_since: dict = FRAME_KEYS
 
 
 def frame_jepa_if_needed(cfg, train_source, frame_shape, out: str, wanted: dict,
-                         keys_since: dict = FRAME_KEYS_SINCE):
+                         keys_since: dict):
   """Trains the frame JEPA and saves it to `out`, or reuses the one there (see
   check_saved_frame_jepa)."""
   fm = cfg.frame
@@ -185,7 +186,8 @@ def main(argv):
                            physics.num_frames)
     frame_jepa.check_predicted_frames(cfg.frame.horizon, cfg.frame.input_norm, cfg.frame.ahead)
     frame_jepa.check_top_k(cfg.frame.top_k, frame_jepa.tokens_per_frame(frame_shape))
-    check_saved_frame_jepa(frame_dir, frame_wanted, frame_keys_since(pcfg))
+    frame_keys = frame_keys_since(pcfg)
+    check_saved_frame_jepa(frame_dir, frame_wanted, frame_keys)
   train_source = jepa.make_source(pcfg, "train")  # the pretraining's videos (pixel baseline)
   surprise_models = {
       "vjepa": vjepa,
@@ -211,7 +213,7 @@ def main(argv):
   if cfg.frame.enabled:
     fm = cfg.frame
     fmodel, fparams, frame_history = frame_jepa_if_needed(
-        cfg, frame_source, frame_shape, frame_dir, frame_wanted, frame_keys_since(pcfg))
+        cfg, frame_source, frame_shape, frame_dir, frame_wanted, frame_keys)
     # Its own windows: K context frames, `horizon` predicted, every `stride` frames.
     fs = ml_collections.ConfigDict(dict(stride=fm.stride, context_frames=(fm.context,),
                                         batch_size=cfg.surprise.batch_size))
@@ -282,11 +284,12 @@ def main(argv):
           f"context={tuple(cfg.surprise.context_frames)} frames, stride={cfg.surprise.stride}"
           + frame_desc
           + " (pairwise accuracy / AUROC, %):")
-    print(voe_metrics.table({n: r["report"][how] for n, r in results.items()}))
+    reports = {n: r["report"][how] for n, r in results.items()}
+    print(voe_metrics.table(reports))
     if how == cfg.surprise.aggregate:
       print(f"95 % intervals (Wilson) of these pairwise accuracies, {b.pairs_per_type} pairs "
             "per type:")
-      print(voe_metrics.ci_table({n: r["report"][how] for n, r in results.items()}))
+      print(voe_metrics.ci_table(reports))
   print("\nPrediction check (diagnostic; uses the violation frame): on windows whose context is "
         "the twins' shared prefix, the share where the possible future is the closer one, %:")
   kinds = list(next(iter(results.values()))["shared_context_accuracy"])
