@@ -293,11 +293,9 @@ def main(argv):
   print("\nPrediction check (diagnostic; uses the violation frame): on windows whose context is "
         "the twins' shared prefix, the share where the possible future is the closer one, %:")
   kinds = list(next(iter(results.values()))["shared_context_accuracy"])
-  w = max(14, *(len(n) + 1 for n in results))
-  print(f"{'model':<{w}}" + "".join(f"{k:>12}" for k in kinds))
-  for n, r in results.items():
-    print(f"{n:<{w}}" + "".join(f"{100 * r['shared_context_accuracy'][k]['accuracy']:>12.1f}"
-                               for k in kinds))
+  print(voe_metrics.text_table(
+      {n: [f"{100 * r['shared_context_accuracy'][k]['accuracy']:.1f}" for k in kinds]
+       for n, r in results.items()}, kinds, cell_width=12))
   panels = {f"pairwise accuracy, aggregate {how_desc[how]}": {
       n: {k: v["pairwise_acc"] for k, v in r["report"][how].items()} for n, r in results.items()}
       for how in configured_first}

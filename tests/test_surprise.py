@@ -153,6 +153,13 @@ def test_report_per_type_and_table(tmp_path):
   np.testing.assert_allclose(rep["a"]["pairwise_ci95"], [0.3424, 1.0], atol=1e-4)
   np.testing.assert_allclose(rep["b"]["pairwise_ci95"], [0.0, 0.6576], atol=1e-4)
   assert "[34.2, 100.0]" in vm.ci_table({"m": rep}) and "mean" not in vm.ci_table({"m": rep})
+  # One layout for every table: a 'model' column as wide as the longest name, aligned cells.
+  for lines in (vm.table({"m": rep, "a longer model name": rep}).splitlines(),
+                vm.ci_table({"m": rep, "a longer model name": rep}).splitlines()):
+    assert len({len(line) for line in lines}) == 1
+    assert lines[0].startswith("model ") and lines[-1].startswith("a longer model name ")
+  assert vm.text_table({"m": ["1.0", "2.0"]}, ["a", "b"], cell_width=4).splitlines() == [
+      "model            a   b", "m              1.0 2.0"]
   curve = {"x": np.arange(3), "possible": np.ones(3), "impossible": np.arange(3.0),
            "t_violation": 1, "label": "a"}
   path = vm.plot_surprise_curves(str(tmp_path / "c.png"), [curve, curve], "t")

@@ -73,31 +73,29 @@ def shared_context_accuracy(curve_possible_PK, curve_impossible_PK, starts_K, t_
   return out
 
 
+def text_table(rows: dict, columns: list, cell_width: int = 16, header_rows=()) -> str:
+  """rows: model name -> one formatted cell per column; right-aligned columns under a 'model'
+  column as wide as the longest name (at least 14); header_rows: extra lines of header cells."""
+  w = max(14, *(len(n) + 1 for n in rows))
+  head = [["model", *columns], *(["", *h] for h in header_rows)]
+  return "\n".join(f"{r[0]:<{w}}" + "".join(f"{c:>{cell_width}}" for c in r[1:])
+                   for r in head + [[n, *cells] for n, cells in rows.items()])
+
+
 def table(reports: dict) -> str:
   """reports: model name -> voe_report(...). Pairwise accuracy / AUROC per type, in %."""
-  names = list(reports)
-  kinds = list(reports[names[0]])
-  w = max(14, *(len(n) + 1 for n in names))
-  lines = [f"{'model':<{w}}" + "".join(f"{k:>16}" for k in kinds),
-           f"{'':<{w}}" + "".join(f"{'pair / AUROC':>16}" for _ in kinds)]
-  for n in names:
-    lines.append(f"{n:<{w}}" + "".join(
-        f"{100 * reports[n][k]['pairwise_acc']:>9.1f} /{100 * reports[n][k]['auroc']:>5.1f}"
-        for k in kinds))
-  return "\n".join(lines)
+  kinds = list(next(iter(reports.values())))
+  rows = {n: [f"{100 * r[k]['pairwise_acc']:.1f} /{100 * r[k]['auroc']:>5.1f}" for k in kinds]
+          for n, r in reports.items()}
+  return text_table(rows, kinds, header_rows=[["pair / AUROC"] * len(kinds)])
 
 
 def ci_table(reports: dict) -> str:
   """reports: model name -> voe_report(...). The 95 % interval of each pairwise accuracy, in %."""
-  names = list(reports)
-  kinds = [k for k in reports[names[0]] if k != "mean"]
-  w = max(14, *(len(n) + 1 for n in names))
-  lines = [f"{'model':<{w}}" + "".join(f"{k:>16}" for k in kinds)]
-  for n in names:
-    cells = ("[{:.1f}, {:.1f}]".format(*(100 * v for v in reports[n][k]["pairwise_ci95"]))
-             for k in kinds)
-    lines.append(f"{n:<{w}}" + "".join(f"{c:>16}" for c in cells))
-  return "\n".join(lines)
+  kinds = [k for k in next(iter(reports.values())) if k != "mean"]
+  rows = {n: ["[{:.1f}, {:.1f}]".format(*(100 * v for v in r[k]["pairwise_ci95"])) for k in kinds]
+          for n, r in reports.items()}
+  return text_table(rows, kinds)
 
 
 def plot_surprise_curves(path: str, curves: list[dict], title: str = ""):
