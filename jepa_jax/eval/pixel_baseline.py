@@ -11,7 +11,6 @@ far over the budget; the transformer is matmuls and costs less than one JEPA ste
 
 import dataclasses
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ import optax
 from jepa_jax.eval.surprise import token_split
 from jepa_jax.nn.predictor import MaskedPredictor
 from jepa_jax.nn.vit import ViTEncoder, make_encoder, patchify, to_unit_range
+from jepa_jax.train import frame_jepa
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,24 +82,26 @@ def train_pixel_predictor(source, window: int, patch_size, context_frames, steps
   error = window_error_fn(models)
 
   @functools.partial(jax.jit, static_argnums=3, donate_argnums=(0, 1))
-  def step(params, opt_state, clips, ctx):
+  def jitted_step(params, opt_state, clips, ctx):
     loss, grads = jax.value_and_grad(lambda p: error(p, clips, ctx).mean())(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
+  def step(params, opt_state, batch):
+    params, opt_state, loss = jitted_step(params, opt_state, *batch)
+    return params, opt_state, loss, {}
+
   rng = np.random.default_rng(seed)
-  history, t0 = [], time.time()
-  for i in range(steps):
+
+  def sample_batch():
+    """Random windows and a context length (static: one compilation per length)."""
     clips = []
     for j in rng.integers(len(source), size=batch_size):
       f = source[int(j)]["frames"]
       s = int(rng.integers(0, len(f) - window + 1))
       clips.append(f[s:s + window])
-    ctx = int(rng.choice(context_frames))
-    params, opt_state, loss = step(params, opt_state, np.stack(clips), ctx)
-    if (i + 1) % log_every == 0 or i + 1 == steps:
-      history.append({"step": i + 1, "loss": float(loss), "seconds": time.time() - t0})
-      if verbose:
-        print(f"pixel baseline step {i + 1}/{steps}: loss {float(loss):.4g}, "
-              f"{history[-1]['seconds']:.0f} s", flush=True)
+    return np.stack(clips), int(rng.choice(context_frames))
+
+  params, history = frame_jepa.run_steps(step, params, opt_state, sample_batch, steps, log_every,
+                                         "pixel baseline" if verbose else "")
   return models, params, history
