@@ -2,8 +2,8 @@
 
 Presets:
   debug       seconds; tiny model and data, for tests and smoke runs.
-  cpu_default the README main job: a V-JEPA on procedural physics videos; training 13.5 min on 2
-              CPU cores, 25 min with both probes (BUILD_NOTES session 4).
+  cpu_default the README main job: a V-JEPA on procedural physics videos; training 12.8 min on 2
+              CPU cores, 23.5 min with both probes (BUILD_NOTES session 17).
   cpu_future  cpu_default with a past -> future mask view and per-position VICReg.
   cpu_content_future
               cpu_default with the past -> future view, targets standardised per token position
