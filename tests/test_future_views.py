@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from conftest import debug_config, fixed_batch
-from jepa_jax import losses
 from jepa_jax.train import pretrain as jepa
 
 
