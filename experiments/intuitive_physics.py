@@ -188,7 +188,6 @@ def main(argv):
     frame_jepa.check_top_k(cfg.frame.top_k, frame_jepa.tokens_per_frame(frame_shape))
     frame_keys = frame_keys_since(pcfg)
     check_saved_frame_jepa(frame_dir, frame_wanted, frame_keys)
-  train_source = jepa.make_source(pcfg, "train")  # the pretraining's videos (pixel baseline)
   surprise_models = {
       "vjepa": vjepa,
       "random_init": pretrained.surprise_model(
@@ -197,9 +196,10 @@ def main(argv):
   if cfg.pixel.enabled:
     t0 = time.time()
     px = cfg.pixel
-    # Same encoder / predictor sizes as the V-JEPA; pixels instead of target features.
+    # Same encoder / predictor sizes as the V-JEPA; pixels instead of target features, on the
+    # pretraining's videos.
     pmodels, pparams, pixel_history = pixel_baseline.train_pixel_predictor(
-        train_source, window, tuple(pcfg.model.patch_size),
+        jepa.make_source(pcfg, "train"), window, tuple(pcfg.model.patch_size),
         tuple(cfg.surprise.context_frames), px.steps, px.batch_size, px.lr, cfg.seed,
         log_every=25, verbose=True, size=pcfg.model.size, width=pcfg.model.predictor.width,
         depth=pcfg.model.predictor.depth, num_heads=pcfg.model.predictor.num_heads)
