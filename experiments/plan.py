@@ -58,14 +58,16 @@ def main(argv):
             f"[{100 * s['ci95'][0]:.1f}, {100 * s['ci95'][1]:.1f}], {s['per_episode_s']:.3f} s/episode, "
             f"compile {r.compile_s:.1f} s", flush=True)
       # --- Pictures ---------------------------------------------------------------------------
-      g, k = min(cfg.plots.grid, r.n), min(cfg.plots.gif, r.n)
-      planning_plots.plot_trajectory_grid(
-          f'{workdir}/traj_{planner}_{layout}.png', r.pos_NT2[:g], r.goal_N2[:g], r.layout_N2[:g],
-          r.success_N[:g], env_cfg, r.threshold,
-          title=f'{wm.name} WM, {planner}, {layout} layout: {100 * r.rate:.1f}% of {r.n}')
-      planning_plots.save_episode_gif(
-          f'{workdir}/episodes_{planner}_{layout}.gif', r.pos_NT2[:k], r.goal_N2[:k],
-          r.layout_N2[:k], r.success_N[:k], env_cfg, r.threshold, fps=cfg.plots.gif_fps)
+      g, k = min(cfg.plots.grid, r.n), min(cfg.plots.gif, r.n)  # 0 turns a picture off
+      if g > 0:
+        planning_plots.plot_trajectory_grid(
+            f'{workdir}/traj_{planner}_{layout}.png', r.pos_NT2[:g], r.goal_N2[:g],
+            r.layout_N2[:g], r.success_N[:g], env_cfg, r.threshold,
+            title=f'{wm.name} WM, {planner}, {layout} layout: {100 * r.rate:.1f}% of {r.n}')
+      if k > 0:
+        planning_plots.save_episode_gif(
+            f'{workdir}/episodes_{planner}_{layout}.gif', r.pos_NT2[:k], r.goal_N2[:k],
+            r.layout_N2[:k], r.success_N[:k], env_cfg, r.threshold, fps=cfg.plots.gif_fps)
   total_s = time.perf_counter() - t_start
 
   # --- Report ----------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ def base() -> ml_collections.ConfigDict:
   c.world_model = ml_collections.ConfigDict(dict(
       kind='analytic', workdir='', analytic=dict(temperature=1.0, walls=True),
       probe=dict(frames=0, steps=1500, seed=0)))  # learned WM: frames > 0 -> position-probe goal metric
+  # episodes drawn in the trajectory grid / animated in the GIF, per planner and layout; 0: none
   c.plots = ml_collections.ConfigDict(dict(grid=16, gif=4, gif_fps=15))
   return c
 
