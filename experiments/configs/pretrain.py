@@ -158,7 +158,7 @@ def get_config(preset: str = "cpu_default") -> ml_collections.ConfigDict:
     c.log_every = 50
     c.data.physics.update(num_frames=16, size=224, radius=(8.0, 20.0), floor_height=16,
                           occluder_width=(20, 40))
-    c.data.num_threads = 16
+    c.data.update(num_threads=16, prefetch=16)  # grain warns (and idles threads) if prefetch < threads
     c.model.update(size="large", patch_size=(2, 16, 16), dtype="bfloat16", scan=True,
                    remat=True)
     c.model.predictor.update(width=384, depth=12, num_heads=12)
