@@ -264,17 +264,6 @@ def test_window_error_rejects_short_context(model_params):
                         rollout=1, ahead=3)
 
 
-def test_sample_clips_cuts_consecutive_frames():
-  video = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
-  source = [{"frames": video}] * 3
-  clips = fj.sample_clips(source, np.random.default_rng(0), 7, 3, clips_per_video=2)
-  chex.assert_shape(clips, (7, 3, 2, 2, 3))
-  first = clips[:, :, 0, 0, 0].astype(int)
-  np.testing.assert_array_equal(np.diff(first, axis=1), 1)
-  with pytest.raises(ValueError, match=r"shorter than the training clips of 11 frames"):
-    fj.sample_clips(source, np.random.default_rng(0), 2, 11, clips_per_video=1)
-
-
 @pytest.mark.parametrize("input_norm,rollout,ahead,windows",
                          [(False, 1, 1, 1), (True, 2, 1, 1), (False, 2, 2, 1), (False, 1, 1, 3)])
 def test_training_lowers_prediction_loss(input_norm, rollout, ahead, windows):

@@ -18,7 +18,7 @@ import optax
 
 from jepa_jax.nn.convnet import space_to_depth
 from jepa_jax.nn.vit import to_unit_range
-from jepa_jax.train import frame_jepa
+from jepa_jax.train import clip_training
 
 
 def depth_to_space(x_BHWC, k: int):
@@ -86,7 +86,7 @@ def train_frame_pixels(source, *, context: int, steps: int, batch_size: int, lr:
   frame_shape = source[0]["frames"].shape[1:]
   params = model.init(jax.random.key(seed), jnp.zeros((1, context, *frame_shape), jnp.uint8))
   params = params["params"]
-  tx = frame_jepa.make_optimizer(lr, steps)
+  tx = clip_training.make_optimizer(lr, steps)
   error = window_error_fn(model, context)
 
   def step(params, opt_state, clips):
@@ -95,8 +95,8 @@ def train_frame_pixels(source, *, context: int, steps: int, batch_size: int, lr:
     return optax.apply_updates(params, updates), opt_state, loss, {}
 
   rng = np.random.default_rng(seed)
-  params, history = frame_jepa.run_steps(
+  params, history = clip_training.run_steps(
       jax.jit(step, donate_argnums=(0, 1)), params, tx.init(params),
-      lambda: frame_jepa.sample_clips(source, rng, batch_size, context + 1, clips_per_video),
+      lambda: clip_training.sample_clips(source, rng, batch_size, context + 1, clips_per_video),
       steps, log_every, "frame pixel baseline" if verbose else "")
   return model, params, history

@@ -20,7 +20,7 @@ import optax
 from jepa_jax.eval.surprise import token_split
 from jepa_jax.nn.predictor import MaskedPredictor
 from jepa_jax.nn.vit import ViTEncoder, make_encoder, patchify, to_unit_range
-from jepa_jax.train import frame_jepa
+from jepa_jax.train.clip_training import run_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +102,6 @@ def train_pixel_predictor(source, window: int, patch_size, context_frames, steps
       clips.append(f[s:s + window])
     return np.stack(clips), int(rng.choice(context_frames))
 
-  params, history = frame_jepa.run_steps(step, params, opt_state, sample_batch, steps, log_every,
-                                         "pixel baseline" if verbose else "")
+  params, history = run_steps(step, params, opt_state, sample_batch, steps, log_every,
+                              "pixel baseline" if verbose else "")
   return models, params, history

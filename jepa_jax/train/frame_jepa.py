@@ -39,7 +39,6 @@ import dataclasses
 import functools
 import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +48,7 @@ import optax
 from jepa_jax import losses
 from jepa_jax.nn.frame_jepa import FrameEncoder, NextFramePredictor
 from jepa_jax.train import checkpoint
+from jepa_jax.train.clip_training import make_optimizer, run_steps, sample_clips
 
 TRAINED = ("encoder", "predictor")  # the optimiser's params; "target_encoder" follows by EMA
 
@@ -281,48 +281,6 @@ def window_error_fn(model: FrameJEPA, top_k: int = 0):
     return pool_tokens(jnp.abs(pred - target), top_k)
 
   return window_error
-
-
-def sample_clips(source, rng: np.random.Generator, batch_size: int, clip_len: int,
-                 clips_per_video: int) -> np.ndarray:
-  """batch_size random clips of clip_len consecutive frames, clips_per_video from each video
-  drawn (generating a procedural video costs more than cutting several clips from it)."""
-  clips = []
-  while len(clips) < batch_size:
-    frames = source[int(rng.integers(len(source)))]["frames"]
-    if len(frames) < clip_len:
-      raise ValueError(f"videos of {len(frames)} frames are shorter than the training clips "
-                       f"of {clip_len} frames: use fewer context, rollout or windows per clip "
-                       "(frame.context, frame.rollout, frame.windows_per_clip)")
-    for s in rng.integers(0, len(frames) - clip_len + 1, clips_per_video):
-      clips.append(frames[s:s + clip_len])
-  return np.stack(clips[:batch_size])
-
-
-def make_optimizer(lr: float, steps: int):
-  """AdamW, linear warmup (50 steps or a tenth of the run) then cosine decay to lr / 100."""
-  warmup = min(50, max(steps // 10, 1))
-  return optax.adamw(optax.warmup_cosine_decay_schedule(
-      lr / 10, lr, warmup, max(steps, warmup + 1), lr / 100), weight_decay=0.01)
-
-
-def run_steps(step, params, opt_state, sample_batch, steps: int, log_every: int = 50,
-              label: str = ""):
-  """steps x step(params, opt_state, batch) -> (params, opt_state, loss, metrics); every
-  log_every steps a history row (and, with a label, a progress line with an ETA).
-  -> (params, history)."""
-  history, t0 = [], time.time()
-  for i in range(steps):
-    params, opt_state, loss, metrics = step(params, opt_state, sample_batch())
-    if (i + 1) % log_every == 0 or i + 1 == steps:
-      history.append({"step": i + 1, "loss": float(loss), "seconds": time.time() - t0,
-                      **{k: float(v) for k, v in metrics.items()}})
-      if label:
-        eta = history[-1]["seconds"] / (i + 1) * (steps - i - 1)
-        extra = "".join(f", {k} {float(v):.4g}" for k, v in metrics.items())
-        print(f"{label} step {i + 1}/{steps}: loss {float(loss):.4g}{extra}, "
-              f"{history[-1]['seconds']:.0f} s, ETA {eta / 60:.1f} min", flush=True)
-  return params, history
 
 
 def train_frame_jepa(source, *, context: int, width: int, dim: int, steps: int, batch_size: int,
