@@ -2,13 +2,13 @@ r"""Benchmark the JEPA pretraining step: step time, samples/s, FLOPs per step, M
 
   python scripts/bench_pretrain.py                                  # cpu_default on this machine
   python scripts/bench_pretrain.py --config=experiments/configs/pretrain.py:vitl_vjepa \
-      --config.batch_size=32 --steps=20
+      --config.mesh.fsdp=1 --config.batch_size=64 --steps=10     # ViT-L on one GPU
 
 FLOPs are model FLOPs: XLA's cost analysis of the step lowered (for the host CPU, never compiled)
 with the layers unrolled and without rematerialisation, whole global batch. The compiled step's
 own analysis counts a scanned layer stack once, not once per layer (ViT-L: 1.7e12 instead of
-1.8e14), remat adds recomputation that MFU leaves out, and on GPU it counts less. MFU is printed where the accelerator's dense peak is known (bf16 for bf16 configs,
-else fp32/tf32).
+1.8e14), remat adds recomputation that MFU leaves out, and on GPU it counts less. MFU is
+printed where the accelerator's dense peak is known (bf16 for bf16 configs, else fp32/tf32).
 The batch is synthetic (fixed frames + real masks) so the figure is the step, not the loader.
 """
 

@@ -10,8 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _bench(*overrides):
-  cmd = [sys.executable, "scripts/bench_pretrain.py", "--config=experiments/configs/pretrain.py:debug",
-         "--steps=1", *overrides]
+  cmd = [sys.executable, "scripts/bench_pretrain.py", "--steps=1",
+         "--config=experiments/configs/pretrain.py:debug", *overrides]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   return out.stdout
