@@ -29,6 +29,7 @@ from jepa_jax.planning.closed_loop import (ClosedLoopConfig, make_closed_loop, p
 from jepa_jax.planning.factory import PLANNERS, make_planner
 from jepa_jax.planning.goal_rollout import corrected_cost, with_goal_rollout
 from jepa_jax.planning.hierarchical import HierarchyConfig, make_hierarchical_planner
+from jepa_jax.planning.move_memory import Remembered, empty_memory, with_blocked_move_penalty
 from jepa_jax.planning.rollout import unroll
 
 LAYOUTS = ('fixed', 'random')
@@ -83,12 +84,33 @@ def env_config(cfg, layout: str) -> two_rooms.TwoRoomsConfig:
   return two_rooms.TwoRoomsConfig(**dict(cfg.env), fixed_layout=(layout == 'fixed'))
 
 
+def blocked_section(cfg):
+  """`cost.blocked` (weight, radius, action_radius, slots) or None when its weight is 0."""
+  blk = cfg.cost.get('blocked', None)
+  if blk is None or not float(blk.get('weight', 0.0)):
+    return None
+  for key in ('radius', 'action_radius'):
+    if not float(blk.get(key, 0.0)) > 0:
+      raise ValueError(f'cost.blocked.{key} must be > 0 (radius: RMS latent difference; '
+                       f'action_radius: action units), got {blk.get(key)!r}')
+  slots = blk.get('slots', 0)
+  if not isinstance(slots, int) or slots < 0:
+    raise ValueError(f'cost.blocked.slots must be an int >= 0 (0: every replan of the episode), '
+                     f'got {slots!r}')
+  return blk
+
+
 def control_config(cfg) -> ClosedLoopConfig:
   c = cfg.control
-  return ClosedLoopConfig(episode_steps=c.episode_steps, replan_every=c.replan_every,
-                          horizon=cfg.planner.horizon, action_dim=2, action_repeat=c.action_repeat,
-                          action_max_norm=c.action_max_norm, shift_fill=c.shift_fill,
-                          cold_restart=c.get('cold_restart', False))
+  cl = ClosedLoopConfig(episode_steps=c.episode_steps, replan_every=c.replan_every,
+                        horizon=cfg.planner.horizon, action_dim=2, action_repeat=c.action_repeat,
+                        action_max_norm=c.action_max_norm, shift_fill=c.shift_fill,
+                        cold_restart=c.get('cold_restart', False))
+  blk = blocked_section(cfg)
+  if blk is None:
+    return cl
+  return dataclasses.replace(cl, move_memory=int(blk.get('slots', 0)) or cl.num_replans,
+                             move_scale=float(blk.radius))
 
 
 @functools.lru_cache(maxsize=4)
@@ -156,7 +178,12 @@ def cost_fn(cfg, project=None, distance=None):
     terms.append((float(c.action_weight), costs.action_energy()))
   if distance is not None:
     terms.append(distance)
-  return terms[0][1] if len(terms) == 1 else costs.weighted_sum(terms)
+  total = terms[0][1] if len(terms) == 1 else costs.weighted_sum(terms)
+  blk = blocked_section(cfg)
+  if blk is None:
+    return total
+  return with_blocked_move_penalty(total, float(blk.weight), float(blk.radius),
+                                   float(blk.action_radius))
 
 
 def _planner(cfg, name: str, planner_cfg, step, cost):
@@ -233,10 +260,14 @@ def build(cfg, wm: WorldModel, planner: str, layout: str):
   plan = _planner(cfg, planner, cfg.planner, step, cost)
   hier = cfg.get('hierarchy', None)
   if hier is not None and hier.enabled:
+    if cl.move_memory:
+      raise ValueError('cost.blocked (a memory of moves that did not happen) does not combine '
+                       'with hierarchy.enabled: the coarse level plans to subgoals without it; '
+                       'set cost.blocked.weight=0 or hierarchy.enabled=False')
     plan = _hierarchical(cfg, hier, wm, cl, plan, step, cost)
     cl = dataclasses.replace(cl, cold_restart=False)  # the fine level restarts inside the planner
   run = make_closed_loop(wm.encode, plan, lambda s, a: two_rooms.step(s, a, env_cfg),
-                         lambda s: two_rooms.render(s, env_cfg), cl)
+                         lambda s: two_rooms.render(s, env_cfg), cl, predict=step)
   return plan, run, env_cfg, cl
 
 
@@ -245,10 +276,15 @@ def tasks_for(cfg, layout: str, n: int) -> T.Task:
   return T.sample_tasks(key, n, env_config(cfg, layout), cfg.task.margin)
 
 
-def _time_one_replan(plan, wm: WorldModel, task: T.Task, horizon: int, repeats: int = 5) -> float:
+def _time_one_replan(plan, wm: WorldModel, task: T.Task, cl: ClosedLoopConfig,
+                     repeats: int = 5) -> float:
   z0 = wm.encode(wm.params, task.goal_obs)  # any latent of the right shape
+  goal = z0
+  if cl.move_memory:  # a full memory: what a late replan of an episode costs
+    starts, actions_MA, _ = empty_memory(z0, cl.move_memory, 2)
+    goal = Remembered(z0, starts, actions_MA, jnp.ones((cl.move_memory,), jnp.float32))
   f = jax.jit(plan)
-  args = (wm.params, z0, z0, jax.random.key(0), jnp.zeros((horizon, 2), jnp.float32))
+  args = (wm.params, z0, goal, jax.random.key(0), jnp.zeros((cl.horizon, 2), jnp.float32))
   jax.block_until_ready(f(*args))
   times = []
   for _ in range(repeats):
@@ -300,7 +336,7 @@ def evaluate(cfg, wm: WorldModel, planner: str, layout: str, progress: bool = Tr
   pos_NT2 = np.concatenate(pos)[:n]
   goal_N2 = np.asarray(tasks.goal_pos)
   final_dist = np.linalg.norm(pos_NT2[:, -1] - goal_N2, axis=-1)
-  latency = _time_one_replan(plan, wm, jax.tree.map(lambda x: x[0], tasks), cl.horizon)
+  latency = _time_one_replan(plan, wm, jax.tree.map(lambda x: x[0], tasks), cl)
   return EvalResult(planner=label, layout=layout, success_N=final_dist < cfg.task.threshold,
                     final_dist_N=final_dist, pos_NT2=pos_NT2, goal_N2=goal_N2,
                     layout_N2=np.asarray(tasks.state0.layout), plan_cost_NR=np.concatenate(pcost)[:n],

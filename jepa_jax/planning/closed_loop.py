@@ -8,6 +8,10 @@ environment (an inner scan) and shifts the plan as the next warm start. A batch 
 What the planner sees: `encode(params, observe(state))` and `encode(params, goal_obs)`, nothing
 else. The environment state (true position, layout) is only handed to `env_step` and `observe`;
 success is judged from the returned states after the episode, never inside the loop.
+
+With `move_memory`, the loop also compares each executed block's encoded outcome with the move
+the model predicted for it and hands the planner that memory (planning/move_memory.py): a move
+the world did not make (a push into a wall the model lets through) costs more to plan again.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jepa_jax.planning.rollout import StepFn, shift_plan
+from jepa_jax.planning import move_memory as MM
+from jepa_jax.planning.rollout import StepFn, shift_plan, unroll
 
 EncodeFn = Callable[[Any, jax.Array], Any]  # (params, obs) -> z
 PlanFn = Callable[..., tuple[jax.Array, dict]]  # (params, z0, z_goal, key, init_plan_HA) -> (a_HA, info)
@@ -35,6 +40,11 @@ class ClosedLoopConfig:
   action_max_norm: float | None = None  # executed AND modelled actions are scaled to this norm
   shift_fill: str = 'last'  # warm start padding, see rollout.shift_plan
   cold_restart: bool = False  # also plan from an all-zero plan each replan; keep the cheaper plan
+  # > 0: remember the last `move_memory` executed blocks as (start latent, first action, share of
+  # the predicted move that did not happen) and hand the planner Remembered(z_goal, ...) as its
+  # goal; its cost must read it (planning/move_memory.with_blocked_move_penalty)
+  move_memory: int = 0
+  move_scale: float = 1.0  # RMS latent move below which a predicted move counts only in part
 
   def __post_init__(self):
     name = 'ClosedLoopConfig'
@@ -52,6 +62,11 @@ class ClosedLoopConfig:
       raise ValueError(f'{name}.action_max_norm must be > 0 or None, got {self.action_max_norm}')
     if self.shift_fill not in ('last', 'zeros'):
       raise ValueError(f"{name}.shift_fill must be 'last' or 'zeros', got {self.shift_fill!r}")
+    if not isinstance(self.move_memory, int) or self.move_memory < 0:
+      raise ValueError(f'{name}.move_memory must be an int >= 0 (0: no memory), got '
+                       f'{self.move_memory!r}')
+    if not self.move_scale > 0:
+      raise ValueError(f'{name}.move_scale must be > 0, got {self.move_scale}')
 
   @property
   def steps_per_block(self) -> int:
@@ -112,35 +127,62 @@ def search(plan: PlanFn, params, z0, z_goal, key_warm, key_cold, init_plan_HA,
 
 
 def make_closed_loop(encode: EncodeFn, plan: PlanFn, env_step: Callable, observe: Callable,
-                     cfg: ClosedLoopConfig):
+                     cfg: ClosedLoopConfig, predict: StepFn | None = None):
   """run(params, key, state0, goal_obs) -> Episode. Pure; jit it, vmap it over episodes.
 
   env_step(state, action_A) -> state and observe(state) -> obs are the environment; `plan` must be
-  built on `planning_step(step, cfg)` so model and environment agree.
+  built on `planning_step(step, cfg)` so model and environment agree. With `cfg.move_memory`,
+  `predict` is that planning step: the closed loop asks it how far each executed block should
+  have moved the latent.
   """
   k, H, A, r = cfg.replan_every, cfg.horizon, cfg.action_dim, cfg.action_repeat
+  if cfg.move_memory and predict is None:
+    raise ValueError('make_closed_loop: ClosedLoopConfig.move_memory > 0 needs predict= (the '
+                     'planning step, planning_step(step, cfg)) to know what each block should do')
+
+  def recall(params, memory, last, z0, b):
+    """Memory with the block that just ended written in (nothing before the first block)."""
+    z_prev, acts_KA = last
+    predicted = unroll(predict, params, z_prev, acts_KA)
+    still = unroll(predict, params, z_prev, jnp.zeros_like(acts_KA))
+    short = MM.move_shortfall(z_prev, jax.tree.map(lambda x: x[-1], predicted),
+                              jax.tree.map(lambda x: x[-1], still), z0, cfg.move_scale)
+    return MM.remember(memory, z_prev, acts_KA[0], short * (b > 0), b - 1)
 
   def run(params, key, state0, goal_obs):
     z_goal = encode(params, goal_obs)
 
-    def block(carry, key_b):
-      state, plan_HA = carry
+    def block(carry, inp):
+      state, plan_HA, memory, last = carry
+      b, key_b = inp
       z0 = encode(params, observe(state))  # the planner's only view of the world
+      goal = z_goal
+      if cfg.move_memory:
+        memory = recall(params, memory, last, z0, b)
+        goal = MM.Remembered(z_goal, *memory)
       # cold_restart: a second search that does not start pressed into whatever held us
-      actions_HA, cost = search(plan, params, z0, z_goal, key_b, jax.random.fold_in(key_b, 1),
+      actions_HA, cost = search(plan, params, z0, goal, key_b, jax.random.fold_in(key_b, 1),
                                 plan_HA, cfg.cold_restart)
       exec_KA = jnp.repeat(clip_norm(actions_HA[:k], cfg.action_max_norm), r, axis=0)
+      if cfg.move_memory:
+        last = (z0, actions_HA[:k])
 
       def act(s, a_A):
         s = env_step(s, a_A)
         return s, s
 
       state, states_K = jax.lax.scan(act, state, exec_KA)
-      return (state, shift_plan(actions_HA, k, cfg.shift_fill)), (states_K, exec_KA, cost, z0)
+      carry = (state, shift_plan(actions_HA, k, cfg.shift_fill), memory, last)
+      return carry, (states_K, exec_KA, cost, z0)
 
     keys = jax.random.split(key, cfg.num_replans)
-    init = (state0, jnp.zeros((H, A), jnp.float32))
-    _, (states_RK, exec_RKA, cost_R, z_R) = jax.lax.scan(block, init, keys)
+    memory, last = (), ()
+    if cfg.move_memory:
+      memory = MM.empty_memory(z_goal, cfg.move_memory, A)
+      last = (z_goal, jnp.zeros((k, A), jnp.float32))  # a stand-in, written with shortfall 0
+    init = (state0, jnp.zeros((H, A), jnp.float32), memory, last)
+    _, (states_RK, exec_RKA, cost_R, z_R) = jax.lax.scan(
+        block, init, (jnp.arange(cfg.num_replans), keys))
     flat = lambda x: x.reshape((-1,) + x.shape[2:])
     states = jax.tree.map(lambda s0, s: jnp.concatenate([s0[None], flat(s)]), state0, states_RK)
     return Episode(states, flat(exec_RKA), cost_R, z_R, z_goal)

@@ -19,16 +19,22 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jepa_jax.planning.move_memory import Remembered
 from jepa_jax.planning.rollout import CostFn, StepFn, unroll
 
 
 def goal_rollout_cost(cost_fn: CostFn) -> CostFn:
   """cost(z_traj, actions_HA, goal_traj) where goal_traj = unroll of the goal under zero actions
-  (H+1 entries, goal first): `cost_fn` applied to the drift-corrected trajectory."""
+  (H+1 entries, goal first): `cost_fn` applied to the drift-corrected trajectory. A
+  `Remembered` goal_traj keeps its memory, which is then compared with the corrected trajectory
+  (its latents are encoded ones, the frame the correction brings the plan back to)."""
   def cost(z_traj, actions_HA, goal_traj):
+    task = goal_traj if isinstance(goal_traj, Remembered) else None
+    if task is not None:
+      goal_traj = task.goal
     goal = jax.tree.map(lambda g: g[0], goal_traj)
     corrected = jax.tree.map(lambda z, g: z - (g - g[0:1]), z_traj, goal_traj)
-    return cost_fn(corrected, actions_HA, goal)
+    return cost_fn(corrected, actions_HA, goal if task is None else task._replace(goal=goal))
 
   return cost
 
@@ -39,11 +45,18 @@ def unroll_goal(step_fn: StepFn, params, z_goal, actions_HA):
   return unroll(step_fn, params, z_goal, jnp.zeros(jnp.shape(actions_HA), jnp.float32))
 
 
+def goal_target(step_fn: StepFn, params, z_goal, actions_HA):
+  """`unroll_goal`, also for a `Remembered` goal (its goal is unrolled, the memory rides along)."""
+  if isinstance(z_goal, Remembered):
+    return z_goal._replace(goal=unroll_goal(step_fn, params, z_goal.goal, actions_HA))
+  return unroll_goal(step_fn, params, z_goal, actions_HA)
+
+
 def corrected_cost(step_fn: StepFn, cost_fn: CostFn, params, z_traj, actions_HA, z_goal):
   """The drift-corrected cost of an already unrolled plan `z_traj` (H+1 entries) to the encoded
   goal: unrolls the goal under zero actions and applies `goal_rollout_cost`."""
   return goal_rollout_cost(cost_fn)(z_traj, actions_HA,
-                                    unroll_goal(step_fn, params, z_goal, actions_HA))
+                                    goal_target(step_fn, params, z_goal, actions_HA))
 
 
 def with_goal_rollout(make_plan, step_fn: StepFn, cost_fn: CostFn):
@@ -53,6 +66,7 @@ def with_goal_rollout(make_plan, step_fn: StepFn, cost_fn: CostFn):
   plan = make_plan(step_fn, goal_rollout_cost(cost_fn))
 
   def plan_to_goal(params, z0, z_goal, key, init_plan_HA):
-    return plan(params, z0, unroll_goal(step_fn, params, z_goal, init_plan_HA), key, init_plan_HA)
+    return plan(params, z0, goal_target(step_fn, params, z_goal, init_plan_HA), key,
+                init_plan_HA)
 
   return plan_to_goal
