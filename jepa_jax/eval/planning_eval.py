@@ -281,10 +281,11 @@ def _time_one_replan(plan, wm: WorldModel, task: T.Task, cl: ClosedLoopConfig,
   z0 = wm.encode(wm.params, task.goal_obs)  # any latent of the right shape
   goal = z0
   if cl.move_memory:  # a full memory: what a late replan of an episode costs
-    starts, actions_MA, _ = empty_memory(z0, cl.move_memory, 2)
+    starts, actions_MA, _ = empty_memory(z0, cl.move_memory, cl.action_dim)
     goal = Remembered(z0, starts, actions_MA, jnp.ones((cl.move_memory,), jnp.float32))
   f = jax.jit(plan)
-  args = (wm.params, z0, goal, jax.random.key(0), jnp.zeros((cl.horizon, 2), jnp.float32))
+  args = (wm.params, z0, goal, jax.random.key(0),
+          jnp.zeros((cl.horizon, cl.action_dim), jnp.float32))
   jax.block_until_ready(f(*args))
   times = []
   for _ in range(repeats):

@@ -48,6 +48,11 @@ def remember(memory, z, action_A, shortfall, index):
   return (starts, actions_MA.at[slot].set(action_A), shortfall_M.at[slot].set(shortfall))
 
 
+def _check_radii(owner: str, radius: float, action_radius: float) -> None:
+  if not (radius > 0 and action_radius > 0):
+    raise ValueError(f'{owner}: radius ({radius}) and action_radius ({action_radius}) must be > 0')
+
+
 def _rms(x, y):
   leaves = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.square(a - b), x, y))
   return jnp.sqrt(sum(jnp.sum(v) for v in leaves) / sum(v.size for v in leaves))
@@ -77,9 +82,7 @@ def blocked_move_penalty(z_traj, actions_HA, memory: Remembered, radius: float,
   plan step pays at most 1; the max over the memory keeps the charge bounded however often a
   move failed.
   """
-  if not (radius > 0 and action_radius > 0):
-    raise ValueError(f'blocked_move_penalty: radius ({radius}) and action_radius '
-                     f'({action_radius}) must be > 0')
+  _check_radii('blocked_move_penalty', radius, action_radius)
   H = actions_HA.shape[0]
   flat = lambda tree, n: jnp.concatenate(
       [jnp.reshape(x[:n], (n, -1)) for x in jax.tree.leaves(tree)], axis=-1)
@@ -99,9 +102,7 @@ def with_blocked_move_penalty(cost_fn: CostFn, weight: float, radius: float,
   + weight * blocked_move_penalty(z_traj, actions_HA, memory, radius, action_radius)."""
   if not weight >= 0:
     raise ValueError(f'with_blocked_move_penalty: weight must be >= 0, got {weight}')
-  if not (radius > 0 and action_radius > 0):
-    raise ValueError(f'with_blocked_move_penalty: radius ({radius}) and action_radius '
-                     f'({action_radius}) must be > 0')
+  _check_radii('with_blocked_move_penalty', radius, action_radius)
 
   def cost(z_traj, actions_HA, task: Remembered):
     if not isinstance(task, Remembered):
