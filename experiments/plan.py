@@ -6,17 +6,23 @@ time, trajectory pictures, for every selected planner on fixed and random layout
   python -m experiments.plan --workdir=/tmp/plan_wm --config.world_model.kind=learned \
       --config.world_model.workdir=runs/wm --config.planners=hybrid,cem
 
-Writes <workdir>/results.json, table.txt, traj_<planner>_<layout>.png, episodes_<planner>_<layout>.gif.
+Writes <workdir>/results.json, table.txt, traj_<planner>_<layout>.png, episodes_<planner>_<layout>.gif,
+and per planner and layout: per_episode_<planner>_<layout>.npz (every episode's trajectory, goal,
+layout, success, final distance and where it ended) and failures_<planner>_<layout>.png (the
+failed episodes, numbered). Failures are counted by where the agent ended
+(jepa_jax/eval/planning_failures.py).
 """
 
 import json
 import os
 import time
 
+import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jepa_jax.eval import planning_eval as E
+from jepa_jax.eval import planning_failures as F
 from jepa_jax.eval import planning_plots
 from jepa_jax.eval.world_models import load_world_model
 from jepa_jax.planning.factory import PLANNERS
@@ -52,11 +58,15 @@ def main(argv):
     wm = load_world_model(cfg.world_model, env_cfg)
     for planner in planners:
       r = E.evaluate(cfg, wm, planner, layout, progress=PROGRESS.value)
-      results.append(r)
+      facts = F.episode_facts(r.pos_NT2, r.goal_N2, r.layout_N2, env_cfg)
+      failures = F.summarise(r.success_N, facts)
+      results.append((r, failures))
       s = r.summary()
       print(f"{planner}/{layout}: {s['successes']}/{r.n} = {100 * r.rate:.1f}% "
             f"[{100 * s['ci95'][0]:.1f}, {100 * s['ci95'][1]:.1f}], {s['per_episode_s']:.3f} s/episode, "
-            f"compile {r.compile_s:.1f} s", flush=True)
+            f"compile {r.compile_s:.1f} s; {F.format_summary(failures)}", flush=True)
+      E.save_episodes(f'{workdir}/per_episode_{planner}_{layout}.npz', r,
+                      failure_class=F.failure_class(facts), **facts)
       # --- Pictures ---------------------------------------------------------------------------
       g, k = min(cfg.plots.grid, r.n), min(cfg.plots.gif, r.n)  # 0 turns a picture off
       if g > 0:
@@ -64,6 +74,13 @@ def main(argv):
             f'{workdir}/traj_{planner}_{layout}.png', r.pos_NT2[:g], r.goal_N2[:g],
             r.layout_N2[:g], r.success_N[:g], env_cfg, r.threshold,
             title=f'{wm.name} WM, {planner}, {layout} layout: {100 * r.rate:.1f}% of {r.n}')
+      failed = np.flatnonzero(~r.success_N)[:max(g, 0)]
+      if len(failed):
+        planning_plots.plot_trajectory_grid(
+            f'{workdir}/failures_{planner}_{layout}.png', r.pos_NT2[failed], r.goal_N2[failed],
+            r.layout_N2[failed], r.success_N[failed], env_cfg, r.threshold, indices=failed,
+            title=f'{wm.name} WM, {planner}, {layout}: {len(failed)} of {int((~r.success_N).sum())} '
+                  'failures')
       if k > 0:
         planning_plots.save_episode_gif(
             f'{workdir}/episodes_{planner}_{layout}.gif', r.pos_NT2[:k], r.goal_N2[:k],
@@ -71,7 +88,7 @@ def main(argv):
   total_s = time.perf_counter() - t_start
 
   # --- Report ----------------------------------------------------------------------------------
-  table = E.format_table(results)
+  table = E.format_table([r for r, _ in results])
   print(f'\nworld model: {cfg.world_model.kind}; success = final distance < {cfg.task.threshold} px '
         f'after {cfg.control.episode_steps} steps; <1.41px = PLDM criterion')
   print(table)
@@ -80,7 +97,8 @@ def main(argv):
     f.write(table + f'\ntotal_s {total_s:.1f}\n')
   with open(f'{workdir}/results.json', 'w') as f:
     json.dump(dict(config=cfg.to_dict(), total_s=total_s,
-                   results=[r.summary() for r in results]), f, indent=1)
+                   results=[dict(r.summary(), failures=fails) for r, fails in results]), f,
+              indent=1)
   print('outputs in', workdir)
 
 

@@ -122,6 +122,12 @@ def test_debug_preset_end_to_end(tmp_path, gif):
   for f in ('traj_cem_random.png', 'table.txt'):
     assert (tmp_path / f).stat().st_size > 0
   assert (tmp_path / 'episodes_cem_random.gif').exists() == (gif > 0)
+  # Every episode is saved; failures are counted by where they ended and drawn when there are any.
+  ep = np.load(tmp_path / 'per_episode_cem_random.npz')
+  assert ep['pos_NT2'].shape == (4, 25, 2) and ep['failure_class'].shape == (4,)
+  np.testing.assert_array_equal(ep['success_N'], ep['final_dist_N'] < 4.5)
+  assert sum(v['failed'] for v in res['failures'].values()) == 4 - res['successes']
+  assert (tmp_path / 'failures_cem_random.png').exists() == (res['successes'] < 4)
 
 
 def test_cost_fn_adds_the_action_guardrail_by_hand():

@@ -345,6 +345,16 @@ def evaluate(cfg, wm: WorldModel, planner: str, layout: str, progress: bool = Tr
                     num_replans=cl.num_replans, threshold=float(cfg.task.threshold))
 
 
+def save_episodes(path: str, r: EvalResult, **extra) -> str:
+  """Every episode of one evaluation in one .npz: trajectory (N, T+1, 2), goal, layout, start,
+  success, final distance, the planner's cost per replan, plus `extra` per-episode arrays."""
+  np.savez_compressed(path, pos_NT2=r.pos_NT2, goal_N2=r.goal_N2, layout_N2=r.layout_N2,
+                      start_N2=r.pos_NT2[:, 0], success_N=r.success_N, final_dist_N=r.final_dist_N,
+                      plan_cost_NR=r.plan_cost_NR, threshold=r.threshold,
+                      **{k: np.asarray(v) for k, v in extra.items()})
+  return path
+
+
 def format_table(results: list[EvalResult]) -> str:
   head = (f"{'planner':<9} {'layout':<7} {'success':>8} {'95% CI (Wilson)':>17} {'<1.41px':>8} "
           f"{'med.dist':>8} {'replan ms':>9} {'batched ms':>10} {'s/episode':>9} {'total s':>8}")

@@ -13,7 +13,8 @@ def _walls_HW(layout_2, env_cfg) -> np.ndarray:
 
 
 def plot_trajectory_grid(path, pos_NT2, goal_N2, layout_N2, success_N, env_cfg, threshold: float,
-                         title: str = '', cols: int = 4):
+                         title: str = '', cols: int = 4, indices=None):
+  """indices: episode numbers shown in the titles (e.g. when drawing only the failures)."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
@@ -34,7 +35,8 @@ def plot_trajectory_grid(path, pos_NT2, goal_N2, layout_N2, success_N, env_cfg, 
     ax.add_patch(plt.Circle(goal_N2[i], threshold, color='tab:green', alpha=0.3))
     ax.plot(*goal_N2[i], '*', color='tab:green', ms=7)
     d = float(np.linalg.norm(p[-1] - goal_N2[i]))
-    ax.set_title(f"{'ok' if success_N[i] else 'FAIL'}  d={d:.1f}px", fontsize=8,
+    name = '' if indices is None else f'#{int(indices[i])} '
+    ax.set_title(f"{name}{'ok' if success_N[i] else 'FAIL'}  d={d:.1f}px", fontsize=8,
                  color='black' if success_N[i] else 'tab:red')
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
