@@ -181,6 +181,11 @@ def test_learned_goal_distance_cost_final_and_sum():
   assert float(costs.learned_goal_distance(dist, 'sum')(z_traj, a, g)) == pytest.approx(2.0)
   with pytest.raises(ValueError, match='reduction'):
     costs.learned_goal_distance(dist, 'mean')
+  # floor: only the part above it is charged; distances 1, 1, 0 over the plan
+  assert float(costs.learned_goal_distance(dist, 'sum', floor=0.5)(z_traj, a, g)) == pytest.approx(1.0)
+  assert float(costs.learned_goal_distance(dist, 'final', floor=0.5)(z_traj + 3, a, g)) == pytest.approx(2.5)
+  with pytest.raises(ValueError, match='floor'):
+    costs.learned_goal_distance(dist, floor=-1.0)
 
 
 def test_debug_experiment_then_planning_with_the_distance(tmp_path):

@@ -143,8 +143,8 @@ def distance_term(cfg):
                      f'{fitted_on!r}, but planning uses world_model.workdir={wm_dir!r}; fit a '
                      'distance on this world model (experiments.goal_distance '
                      '--config.world_model_workdir=...) or plan with that model')
-  return float(dist.weight), costs.learned_goal_distance(distance_fn,
-                                                         reduction=dist.get('reduction', 'final'))
+  return float(dist.weight), costs.learned_goal_distance(
+      distance_fn, reduction=dist.get('reduction', 'final'), floor=float(dist.get('floor', 0.0)))
 
 
 def cost_fn(cfg, project=None, distance=None):

@@ -69,18 +69,22 @@ def goal_energy(metric: str = 'l2sq', reduction: str = 'final', discount: float 
 
 
 def learned_goal_distance(distance_fn: Callable, reduction: str = 'final',
-                          discount: float = 1.0) -> CostFn:
+                          discount: float = 1.0, floor: float = 0.0) -> CostFn:
   """A learned goal-conditioned distance `distance_fn(z, z_goal) -> scalar` (e.g. steps of walk,
   train/goal_distance.py) of the final predicted latent, or summed over the plan. Unlike a
   latent difference, it keeps falling along a way round a wall, so the receding-horizon plan
-  has a reason to follow it."""
+  has a reason to follow it. Only the part above `floor` is charged: within `floor` of the goal
+  a coarse learned distance would only blur the finer latent energy beside it."""
   _check_reduction('learned_goal_distance', reduction, discount)
+  if not floor >= 0:
+    raise ValueError(f'learned_goal_distance: floor must be >= 0 (distance units), got {floor}')
+  above = lambda d: jnp.maximum(d - floor, 0.0) if floor else d
 
   def cost(z_traj, actions_HA, z_goal):
     del actions_HA
     if reduction == 'final':  # the head is the costly part: evaluate it once
-      return distance_fn(z_traj[-1], z_goal)
-    d_T = jax.vmap(lambda z: distance_fn(z, z_goal))(z_traj[1:])
+      return above(distance_fn(z_traj[-1], z_goal))
+    d_T = jax.vmap(lambda z: above(distance_fn(z, z_goal)))(z_traj[1:])
     return _reduce_time(d_T, reduction, discount)
 
   return cost
