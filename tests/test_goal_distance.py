@@ -251,6 +251,14 @@ def _end_to_end(tmp):
   base = E.cost_fn(pc, None)(z_traj, a_HA, z)
   with_d = E.cost_fn(pc, None, E.distance_term(pc))(z_traj, a_HA, z)
   assert float(with_d - base) == pytest.approx(float(distance_fn(z + 0.1, z)), rel=1e-5)
+  pc.cost.distance.floor = 0.5  # only the distance above the floor is charged
+  with_floor = E.cost_fn(pc, None, E.distance_term(pc))(z_traj, a_HA, z)
+  assert float(with_floor - base) == pytest.approx(
+      max(float(distance_fn(z + 0.1, z)) - 0.5, 0.0), rel=1e-5, abs=1e-6)
+  pc.cost.distance.floor = -1.0
+  with pytest.raises(ValueError, match='cost.distance.floor'):
+    E.distance_term(pc)
+  pc.cost.distance.floor = 0.0
 
   pc.world_model.workdir = str(tmp_path / 'another_wm')
   with pytest.raises(ValueError, match='fitted on the latents'):

@@ -132,6 +132,10 @@ def distance_term(cfg):
   if not dist.get('workdir', ''):
     raise ValueError('cost.distance.weight > 0 needs cost.distance.workdir (an '
                      '`experiments.goal_distance` run on this world model)')
+  floor = float(dist.get('floor', 0.0))
+  if not floor >= 0:
+    raise ValueError(f'cost.distance.floor must be >= 0 (steps below which the distance is not '
+                     f'charged; 0: all of it), got {floor}')
   from jepa_jax.train.goal_distance import META  # lazy: only runs that use one load it
   meta_path = os.path.join(dist.workdir, META)
   distance_fn, meta = _goal_distance(dist.workdir, os.path.getmtime(meta_path)
@@ -144,7 +148,7 @@ def distance_term(cfg):
                      'distance on this world model (experiments.goal_distance '
                      '--config.world_model_workdir=...) or plan with that model')
   return float(dist.weight), costs.learned_goal_distance(
-      distance_fn, reduction=dist.get('reduction', 'final'), floor=float(dist.get('floor', 0.0)))
+      distance_fn, reduction=dist.get('reduction', 'final'), floor=floor)
 
 
 def cost_fn(cfg, project=None, distance=None):
