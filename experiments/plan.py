@@ -65,8 +65,7 @@ def main(argv):
       print(f"{planner}/{layout}: {s['successes']}/{r.n} = {100 * r.rate:.1f}% "
             f"[{100 * s['ci95'][0]:.1f}, {100 * s['ci95'][1]:.1f}], {s['per_episode_s']:.3f} s/episode, "
             f"compile {r.compile_s:.1f} s; {F.format_summary(failures)}", flush=True)
-      E.save_episodes(f'{workdir}/per_episode_{planner}_{layout}.npz', r,
-                      failure_class=F.failure_class(facts), **facts)
+      E.save_episodes(f'{workdir}/per_episode_{planner}_{layout}.npz', r, **facts)
       # --- Pictures ---------------------------------------------------------------------------
       g, k = min(cfg.plots.grid, r.n), min(cfg.plots.gif, r.n)  # 0 turns a picture off
       if g > 0:

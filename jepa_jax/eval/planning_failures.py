@@ -21,8 +21,9 @@ CLASSES = ('start_room', 'came_back', 'door', 'goal_room')
 
 def episode_facts(pos_NT2, goal_N2, layout_N2, env_cfg: two_rooms.TwoRoomsConfig,
                   stall_steps: int = 50, stall_px: float = 2.0) -> dict[str, np.ndarray]:
-  """Per-episode ground-truth facts: final distance, closest approach, whether and when the
-  agent first entered the goal's room, where it ended, and whether it stalled at the end."""
+  """Per-episode ground-truth facts: closest approach, whether and when the agent first entered
+  the goal's room, where it ended (and its `failure_class`), and whether it stalled at the end.
+  (The final distance is the evaluation's own `final_dist_N`.)"""
   pos_NT2, goal_N2 = np.asarray(pos_NT2, np.float32), np.asarray(goal_N2, np.float32)
   layout_N2 = np.asarray(layout_N2, np.float32)
   n, t = pos_NT2.shape[:2]
@@ -36,14 +37,14 @@ def episode_facts(pos_NT2, goal_N2, layout_N2, env_cfg: two_rooms.TwoRoomsConfig
   reached_N = in_goal_room_NT.any(axis=1)
   s = min(stall_steps, t - 1)
   moved_N = np.linalg.norm(pos_NT2[:, -1] - pos_NT2[:, -1 - s], axis=-1) if s > 0 else np.zeros(n)
-  return dict(final_dist=dist_NT[:, -1], closest=dist_NT.min(axis=1),
-              reached_goal_room=reached_N,
-              first_in_goal_room=np.where(reached_N, in_goal_room_NT.argmax(axis=1), -1),
-              ends_in_door=in_door_NT[:, -1], ends_in_goal_room=in_goal_room_NT[:, -1],
-              stalled=moved_N < stall_px)
+  facts = dict(closest=dist_NT.min(axis=1), reached_goal_room=reached_N,
+               first_in_goal_room=np.where(reached_N, in_goal_room_NT.argmax(axis=1), -1),
+               ends_in_door=in_door_NT[:, -1], ends_in_goal_room=in_goal_room_NT[:, -1],
+               stalled=moved_N < stall_px)
+  return dict(facts, failure_class=_failure_class(facts))
 
 
-def failure_class(facts: dict[str, np.ndarray]) -> np.ndarray:
+def _failure_class(facts: dict[str, np.ndarray]) -> np.ndarray:
   """(N,) class names (CLASSES) of every episode, whatever its outcome."""
   return np.where(facts['ends_in_door'], 'door',
                   np.where(~facts['reached_goal_room'], 'start_room',
@@ -53,7 +54,7 @@ def failure_class(facts: dict[str, np.ndarray]) -> np.ndarray:
 def summarise(success_N, facts: dict[str, np.ndarray]) -> dict[str, dict[str, int]]:
   """Counts of failed episodes per class, and how many of those stalled."""
   fail = ~np.asarray(success_N, bool)
-  cls = failure_class(facts)
+  cls = facts['failure_class']
   out = {}
   for c in CLASSES:
     sel = fail & (cls == c)
