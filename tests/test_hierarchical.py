@@ -10,6 +10,7 @@ import pytest
 from jepa_jax import planning as P
 from jepa_jax.planning.closed_loop import repeated_step
 from jepa_jax.planning.hierarchical import HierarchyConfig, make_hierarchical_planner
+from jepa_jax.planning.move_memory import Remembered
 
 DOOR_Y = (4.0, 6.0)  # the wall x = 0 is open for y in this band
 
@@ -127,6 +128,45 @@ def test_tail_selection_through_the_door_and_straight_when_free(tail):
     a, info = plan(None, near, free, jax.random.key(1), jnp.zeros((3, 2)))
     assert not bool(info['chose_subgoal'])
     assert np.linalg.norm(np.asarray(near + a.sum(0)) - np.asarray(free)) < 0.3
+
+
+@pytest.mark.parametrize('tail', [False, True])
+def test_a_remembered_goal_keeps_its_memory_at_both_levels(tail):
+  """With the closed loop's memory (a Remembered goal) the high level gets it as it came, and
+  every fine search gets it too: aimed at the subgoal (goal replaced) or, with the tail
+  selection's goal-aimed candidate, at the goal itself."""
+  seen = {'low': []}
+
+  def high(params, z0, goal, key, init):
+    seen['high'] = goal
+    return jnp.ones_like(init), dict(cost=jnp.float32(0.0))
+
+  def low(params, z0, goal, key, init):
+    seen['low'].append(goal)
+    return init, dict(cost=jnp.float32(0.0))
+
+  z0, goal = jnp.array([-3.0, 0.0]), jnp.array([3.0, 0.0])
+  mem = Remembered(goal, jnp.zeros((2, 2)), jnp.array([[1.0, 0.0], [0.0, 1.0]]),
+                   jnp.array([1.0, 0.5]))
+  step_high = repeated_step(point_step, 3, None)
+  def two_scale(p, z, fine_HA, tail_HA, g):
+    seen.setdefault('two_scale', []).append(g)
+    return jnp.float32(0.0)
+
+  plan = make_hierarchical_planner(high, step_high, low, HierarchyConfig(4, 2), action_dim=2,
+                                   two_scale_cost=two_scale if tail else None)
+  _, info = plan(None, z0, mem, jax.random.key(0), jnp.zeros((3, 2)))
+  assert seen['high'] is mem
+  np.testing.assert_allclose(info['subgoal'], z0 + 2 * 3.0)  # two macro actions of ones, held 3
+  targets = [g.goal for g in seen['low']]
+  assert all(isinstance(g, Remembered) and g.actions_MA is mem.actions_MA
+             and g.shortfall_M is mem.shortfall_M for g in seen['low'])
+  assert len(seen['low']) == (3 if tail else 2)  # tail: goal warm + goal cold + subgoal
+  assert sum(t is goal for t in targets) == (2 if tail else 0)
+  assert sum(np.allclose(t, info['subgoal']) for t in targets) == (1 if tail else 2)
+  # the tail selection compares candidates by their cost to the goal, memory included
+  assert all(g is mem for g in seen.get('two_scale', [])) and len(seen.get('two_scale', [])) == (
+      4 if tail else 0)
 
 
 def test_config_errors():

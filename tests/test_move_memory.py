@@ -172,12 +172,19 @@ def test_blocked_config_errors_name_the_key(kw, key):
     PE.control_config(debug_cfg(**kw))
 
 
-def test_blocked_memory_refuses_the_hierarchy():
-  cfg = debug_cfg(weight=1.0)
-  cfg.hierarchy.enabled = True
+def test_evaluation_runs_with_the_memory_under_the_hierarchy():
+  """cost.blocked with hierarchy.enabled: both levels plan with the memory (planning/
+  hierarchical.py), the closed loop keeps it, and an evaluation runs."""
+  cfg = debug_cfg(weight=2.0)
+  cfg.control.cold_restart = True  # the hierarchy moves it into the fine level
+  cfg.hierarchy.update(enabled=True, horizon=3, action_repeat=4, subgoal_after=1)
+  cfg.episodes, cfg.chunk = 2, 2
   wm = load_world_model(cfg.world_model, PE.env_config(cfg, 'fixed'))
-  with pytest.raises(ValueError, match='hierarchy.enabled'):
-    PE.build(cfg, wm, 'mppi', 'fixed')
+  _, _, _, cl = PE.build(cfg, wm, 'mppi', 'fixed')
+  assert cl.move_memory == cl.num_replans and not cl.cold_restart  # fine restarts in the planner
+  res = PE.evaluate(cfg, wm, 'mppi', 'fixed', progress=False)
+  assert res.pos_NT2.shape == (2, cfg.control.episode_steps + 1, 2)
+  assert np.all(np.isfinite(res.plan_cost_NR))
 
 
 def test_evaluation_runs_with_the_memory():

@@ -169,6 +169,29 @@ def test_build_wires_goal_rollout(goal_rollout):
     assert float(jnp.abs(a).max()) > 0.1
 
 
+@pytest.mark.parametrize('goal_rollout', [False, True])
+def test_unrolled_cost_is_what_the_config_planner_charges(goal_rollout):
+  """`unrolled_cost` (used to score given plans, e.g. by scripts/diagnose_plan_failures.py)
+  equals the cost the planner built by `config_planner` reports for the plan it returns, with
+  and without the drift-corrected goal (a model whose zero action drifts, so the two differ)."""
+  from experiments.configs import plan as plan_configs
+  from jepa_jax.eval import planning_eval
+  from jepa_jax.eval.world_models import WorldModel
+  from jepa_jax.planning.rollout import unroll
+  cfg = plan_configs.get_config('debug')
+  cfg.cost.goal_rollout = goal_rollout
+  wm = WorldModel('drift', lambda p, obs: obs, lambda p, z, a: z + a + 0.3, {})
+  cl = planning_eval.control_config(cfg)
+  step, cost = planning_eval.step_and_cost(cfg, wm, cl)
+  plan = planning_eval.config_planner(cfg, 'mppi', cfg.planner, step, cost)
+  z0, g = jnp.array([10.0, 20.0]), jnp.array([14.0, 17.0])
+  a, info = jax.jit(plan)({}, z0, g, jax.random.key(0), jnp.zeros((cfg.planner.horizon, 2)))
+  ours = planning_eval.unrolled_cost(cfg, cost, step, {}, unroll(step, {}, z0, a), a, g)
+  np.testing.assert_allclose(ours, info['cost'], rtol=1e-5)
+  plain = cost(unroll(step, {}, z0, a), a, g)
+  assert goal_rollout == (abs(float(plain) - float(ours)) > 1e-3)
+
+
 def test_build_wires_the_hierarchy_and_checks_the_subgoal_span():
   """hierarchy.enabled: the evaluated planner becomes the fine level (its plan shape), the coarse
   planner's subgoal lies on its own macro-action rollout, results are labelled, and a subgoal

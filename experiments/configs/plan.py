@@ -74,7 +74,11 @@ def base() -> ml_collections.ConfigDict:
   # level's goal. select='tail': the fine level also plans to the goal itself and keeps whichever
   # plan leads to the cheaper rest of the high-level plan. `overrides` update the coarse
   # planner's sections of `planner` (e.g. mppi). Off: on Two Rooms it does not beat the flat
-  # planner (MPPI, 100 random-layout episodes: 82 % vs 84 %; BUILD_NOTES session 7).
+  # planner (MPPI, 100 random-layout episodes: 82 % vs 84 %; BUILD_NOTES session 7). With the
+  # memory (cost.blocked, kept at both levels), MPPI, 200 random-layout episodes of the issue's
+  # task set, 12 000-step model: 94.5 % vs the flat planner's 93.5 %, but 3.68 s per episode
+  # (736 s per 200, over the 10-minute budget); the same with control.cold_restart=False (no
+  # cold restart of the goal-aimed fine search) 82.5 % at 2.76 s (BUILD_NOTES session 21).
   c.hierarchy = ml_collections.ConfigDict(dict(
       enabled=False, planner='mppi', horizon=5, action_repeat=16, subgoal_after=2, select='tail',
       overrides=dict(mppi=dict(samples=32, iterations=2))))

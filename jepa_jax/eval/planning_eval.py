@@ -190,25 +190,30 @@ def cost_fn(cfg, project=None, distance=None):
                                    float(blk.action_radius))
 
 
-def _planner(cfg, name: str, planner_cfg, step, cost):
+def config_planner(cfg, name: str, planner_cfg, step, cost):
+  """Planner `name` with the section `planner_cfg` (a `planner` config), on the drift-corrected
+  cost when `cost.goal_rollout` is on."""
   if cfg.cost.get('goal_rollout', False):  # compare with the goal's own zero-action rollout
     return with_goal_rollout(lambda st, co: make_planner(name, planner_cfg, st, co), step, cost)
   return make_planner(name, planner_cfg, step, cost)
 
 
+def unrolled_cost(cfg, cost, step, params, z_traj, actions_HA, z_goal):
+  """What a planner built by `config_planner` charges for the unrolled plan `z_traj` (H+1
+  latents) to the encoded goal: drift-corrected when `cost.goal_rollout` is on."""
+  if cfg.cost.get('goal_rollout', False):
+    return corrected_cost(step, cost, params, z_traj, actions_HA, z_goal)
+  return cost(z_traj, actions_HA, z_goal)
+
+
 def _two_scale_cost(cfg, cost, step_low, step_high):
   """The 'tail' selection's cost: a fine plan's goal cost plus that of the high-level tail
   unrolled from the fine plan's end (the fine plan is unrolled once for both)."""
-  def goal_cost(step, params, z_traj, actions_HA, z_goal):
-    if cfg.cost.get('goal_rollout', False):
-      return corrected_cost(step, cost, params, z_traj, actions_HA, z_goal)
-    return cost(z_traj, actions_HA, z_goal)
-
   def two_scale_cost(params, z0, fine_HA, tail_HA, z_goal):
     fine = unroll(step_low, params, z0, fine_HA)
     tail = unroll(step_high, params, jax.tree.map(lambda z: z[-1], fine), tail_HA)
-    return (goal_cost(step_low, params, fine, fine_HA, z_goal)
-            + goal_cost(step_high, params, tail, tail_HA, z_goal))
+    return (unrolled_cost(cfg, cost, step_low, params, fine, fine_HA, z_goal)
+            + unrolled_cost(cfg, cost, step_high, params, tail, tail_HA, z_goal))
   return two_scale_cost
 
 
@@ -234,7 +239,7 @@ def _hierarchical(cfg, hier, wm: WorldModel, cl: ClosedLoopConfig, plan_low, ste
                      f'{cl.horizon * cl.action_repeat}; the fine level could not reach it. Lower '
                      'hierarchy.subgoal_after or hierarchy.action_repeat')
   step_high = repeated_step(wm.step, repeat, cl.action_max_norm)
-  plan_high = _planner(cfg, hier.planner, high_cfg, step_high, cost)
+  plan_high = config_planner(cfg, hier.planner, high_cfg, step_high, cost)
   hcfg = HierarchyConfig(horizon=int(hier.horizon), subgoal_after=int(hier.subgoal_after),
                          cold_restart=bool(cl.cold_restart))
   select = hier.get('select', 'subgoal')
@@ -246,6 +251,11 @@ def _hierarchical(cfg, hier, wm: WorldModel, cl: ClosedLoopConfig, plan_low, ste
                     else None)
   return make_hierarchical_planner(plan_high, step_high, plan_low, hcfg, cl.action_dim,
                                    two_scale_cost=two_scale_cost)
+
+
+def step_and_cost(cfg, wm: WorldModel, cl: ClosedLoopConfig):
+  """(the planning step: one plan action as the closed loop executes it, the planning cost)"""
+  return planning_step(wm.step, cl), cost_fn(cfg, wm.project, distance_term(cfg))
 
 
 def planner_label(cfg, planner: str) -> str:
@@ -260,14 +270,10 @@ def build(cfg, wm: WorldModel, planner: str, layout: str):
     raise ValueError(f'control.action_max_norm={cl.action_max_norm} exceeds the environment\'s '
                      f'max_action_norm={env_cfg.max_action_norm}: the env would clip differently '
                      'from the model; lower control.action_max_norm')
-  step, cost = planning_step(wm.step, cl), cost_fn(cfg, wm.project, distance_term(cfg))
-  plan = _planner(cfg, planner, cfg.planner, step, cost)
+  step, cost = step_and_cost(cfg, wm, cl)
+  plan = config_planner(cfg, planner, cfg.planner, step, cost)
   hier = cfg.get('hierarchy', None)
   if hier is not None and hier.enabled:
-    if cl.move_memory:
-      raise ValueError('cost.blocked (a memory of moves that did not happen) does not combine '
-                       'with hierarchy.enabled: the coarse level plans to subgoals without it; '
-                       'set cost.blocked.weight=0 or hierarchy.enabled=False')
     plan = _hierarchical(cfg, hier, wm, cl, plan, step, cost)
     cl = dataclasses.replace(cl, cold_restart=False)  # the fine level restarts inside the planner
   run = make_closed_loop(wm.encode, plan, lambda s, a: two_rooms.step(s, a, env_cfg),

@@ -12,37 +12,68 @@ def _walls_HW(layout_2, env_cfg) -> np.ndarray:
   return np.asarray(two_rooms.wall_mask(np.asarray(layout_2, np.float32), env_cfg))
 
 
-def plot_trajectory_grid(path, pos_NT2, goal_N2, layout_N2, success_N, env_cfg, threshold: float,
-                         title: str = '', cols: int = 4, indices=None):
-  """indices: episode numbers shown in the titles (e.g. when drawing only the failures)."""
+def _panels(n: int, cols: int):
+  """(plt, fig, axes for n panels) with axes off; unused panels stay blank."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
-  n = len(pos_NT2)
   rows = -(-n // cols)
   fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.5 * rows + 0.4), squeeze=False)
-  size = env_cfg.size
-  for i, ax in enumerate(axes.flat):
+  for ax in axes.flat:
     ax.set_axis_off()
-    if i >= n:
-      continue
-    ax.imshow(_walls_HW(layout_N2[i], env_cfg), cmap='Greys', vmin=0, vmax=1.6,
-              extent=(0, size, size, 0), interpolation='nearest')
-    p = pos_NT2[i]
-    ax.plot(p[:, 0], p[:, 1], '-', color='tab:blue', lw=1.0)
-    ax.plot(*p[0], 'o', color='tab:blue', ms=4)
-    ax.plot(*p[-1], 's', color='tab:blue', ms=3)
-    ax.add_patch(plt.Circle(goal_N2[i], threshold, color='tab:green', alpha=0.3))
-    ax.plot(*goal_N2[i], '*', color='tab:green', ms=7)
-    d = float(np.linalg.norm(p[-1] - goal_N2[i]))
-    name = '' if indices is None else f'#{int(indices[i])} '
-    ax.set_title(f"{name}{'ok' if success_N[i] else 'FAIL'}  d={d:.1f}px", fontsize=8,
-                 color='black' if success_N[i] else 'tab:red')
+  return plt, fig, list(axes.flat)[:n]
+
+
+def _draw_room(plt, ax, layout_2, goal_2, env_cfg, threshold: float):
+  size = env_cfg.size
+  ax.imshow(_walls_HW(layout_2, env_cfg), cmap='Greys', vmin=0, vmax=1.6,
+            extent=(0, size, size, 0), interpolation='nearest')
+  ax.add_patch(plt.Circle(goal_2, threshold, color='tab:green', alpha=0.3))
+  ax.plot(*goal_2, '*', color='tab:green', ms=7)
+
+
+def _draw_path(ax, p_T2, color: str, start: bool = True):
+  ax.plot(p_T2[:, 0], p_T2[:, 1], '-', color=color, lw=1.0)
+  if start:
+    ax.plot(*p_T2[0], 'o', color=color, ms=4)
+  ax.plot(*p_T2[-1], 's', color=color, ms=3)
+
+
+def _save(plt, fig, path: str, title: str):
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=90)
   plt.close(fig)
   return path
+
+
+def plot_trajectory_grid(path, pos_NT2, goal_N2, layout_N2, success_N, env_cfg, threshold: float,
+                         title: str = '', cols: int = 4, indices=None):
+  """indices: episode numbers shown in the titles (e.g. when drawing only the failures)."""
+  plt, fig, axes = _panels(len(pos_NT2), cols)
+  for i, ax in enumerate(axes):
+    _draw_room(plt, ax, layout_N2[i], goal_N2[i], env_cfg, threshold)
+    p = pos_NT2[i]
+    _draw_path(ax, p, 'tab:blue')
+    d = float(np.linalg.norm(p[-1] - goal_N2[i]))
+    name = '' if indices is None else f'#{int(indices[i])} '
+    ax.set_title(f"{name}{'ok' if success_N[i] else 'FAIL'}  d={d:.1f}px", fontsize=8,
+                 color='black' if success_N[i] else 'tab:red')
+  return _save(plt, fig, path, title)
+
+
+def plot_route_grid(path, pos_NT2, goal_N2, layout_N2, route_paths, found_paths, labels,
+                    env_cfg, threshold: float, title: str = '', cols: int = 4):
+  """One panel per episode: its trajectory so far (blue), then two env paths from where it
+  stands: the true route (green) and the planner's alternative (red)."""
+  plt, fig, axes = _panels(len(pos_NT2), cols)
+  for i, ax in enumerate(axes):
+    _draw_room(plt, ax, layout_N2[i], goal_N2[i], env_cfg, threshold)
+    _draw_path(ax, pos_NT2[i], 'tab:blue')
+    _draw_path(ax, np.asarray(route_paths[i]), 'tab:green', start=False)
+    _draw_path(ax, np.asarray(found_paths[i]), 'tab:red', start=False)
+    ax.set_title(labels[i], fontsize=8)
+  return _save(plt, fig, path, title)
 
 
 def _frame(pos_T2, t, goal_2, walls_HW, threshold, scale, ok):

@@ -12,6 +12,10 @@ fine planner's call (or, with a `two_scale_cost`, competes with a goal-aimed fin
 Cold restart of the fine level happens here, not in the closed loop: the closed loop compares
 the costs of two calls, and two calls would set two different subgoals whose costs do not
 compare. Here both fine searches aim at the same subgoal and the cheaper plan is kept.
+
+A goal handed in as `Remembered` (the closed loop's memory of moves that did not happen,
+planning/move_memory.py) keeps its memory at both levels: the high level's cost charges macro
+actions that repeat a failed move, and the fine level aims at the subgoal with the same memory.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jepa_jax.planning.closed_loop import search
+from jepa_jax.planning.move_memory import Remembered
 from jepa_jax.planning.rollout import StepFn, unroll
 
 
@@ -65,6 +70,8 @@ def make_hierarchical_planner(plan_high, step_high: StepFn, plan_low, cfg: Hiera
     traj = unroll(step_high, params, z0, high_HA[:cfg.subgoal_after])
     subgoal = jax.tree.map(lambda z: z[-1], traj)
     info = dict(high_cost=high_info['cost'], subgoal=subgoal, high_plan=high_HA)
+    # the fine level's target: the subgoal, with the goal's memory when it carries one
+    target = z_goal._replace(goal=subgoal) if isinstance(z_goal, Remembered) else subgoal
     if two_scale_cost is not None:
       tail_HA = high_HA[cfg.subgoal_after:]
       k_goal_cold = None  # the goal-aimed candidate as the flat planner makes it
@@ -72,7 +79,7 @@ def make_hierarchical_planner(plan_high, step_high: StepFn, plan_low, cfg: Hiera
         k_cold, k_goal_cold = jax.random.split(k_cold)
       to_goal, goal_cost = search(plan_low, params, z0, z_goal, k_lo, k_goal_cold, init_plan_HA,
                                   cfg.cold_restart)
-      to_sub, sub_info = plan_low(params, z0, subgoal, k_cold, jnp.zeros_like(init_plan_HA))
+      to_sub, sub_info = plan_low(params, z0, target, k_cold, jnp.zeros_like(init_plan_HA))
 
       # The tail was planned from the subgoal; from another end state it may lead away, so
       # each candidate may also stay put after its fine plan (a tail of zeros).
@@ -83,7 +90,7 @@ def make_hierarchical_planner(plan_high, step_high: StepFn, plan_low, cfg: Hiera
       actions = jnp.where(use_sub, to_sub, to_goal)
       cost = jnp.where(use_sub, sub_info['cost'], goal_cost)
       return actions, dict(info, cost=cost, chose_subgoal=use_sub)
-    low_HA, cost = search(plan_low, params, z0, subgoal, k_lo, k_cold, init_plan_HA,
+    low_HA, cost = search(plan_low, params, z0, target, k_lo, k_cold, init_plan_HA,
                           cfg.cold_restart)
     return low_HA, dict(info, cost=cost, chose_subgoal=jnp.bool_(True))
 
