@@ -41,7 +41,7 @@ def _draw_path(ax, p_T2, color: str, start: bool = True):
 
 def _save(plt, fig, path: str, title: str):
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title
   fig.savefig(path, dpi=90)
   plt.close(fig)
   return path
