@@ -62,7 +62,8 @@ def load_run(run: str, planner: str, layout: str):
   if not os.path.exists(path):
     raise app.UsageError(f'--run={run}: no results.json there; give the --workdir of an '
                          'experiments.plan run')
-  cfg = ml_collections.ConfigDict(json.load(open(path))['config'])
+  with open(path) as f:
+    cfg = ml_collections.ConfigDict(json.load(f)['config'])
   planner = planner or cfg.planners.split(',')[0]
   layout = layout or cfg.layouts.split(',')[0]
   episodes = os.path.join(run, f'per_episode_{planner}_{layout}.npz')
