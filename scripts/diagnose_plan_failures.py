@@ -113,6 +113,10 @@ def main(argv):
     cfg.cost.blocked.weight = 0.0  # the memory is episode state; it was not saved
   if cfg.get('hierarchy', {}).get('enabled', False):
     print('note: the run planned with hierarchy.enabled; plans here are scored flat (one level)')
+  if int(cfg.get('adapt', {}).get('steps', 0)):
+    cfg.adapt.steps = 0  # the adapted params are episode state; they were not saved
+    print('note: the run adapted its world model online (adapt.steps); plans here are scored '
+          'with the trained model')
   env_cfg = E.env_config(cfg, layout)
   wm = load_world_model(cfg.world_model, env_cfg)
   _, _, env_cfg, cl = E.build(cfg, wm, planner, layout)  # validates the run's settings

@@ -30,6 +30,7 @@ from jepa_jax.planning.factory import PLANNERS, make_planner
 from jepa_jax.planning.goal_rollout import corrected_cost, with_goal_rollout
 from jepa_jax.planning.hierarchical import HierarchyConfig, make_hierarchical_planner
 from jepa_jax.planning.move_memory import Remembered, empty_memory, with_blocked_move_penalty
+from jepa_jax.planning.online_adapt import AdaptConfig, make_adapter
 from jepa_jax.planning.rollout import unroll
 
 LAYOUTS = ('fixed', 'random')
@@ -100,12 +101,33 @@ def blocked_section(cfg):
   return blk
 
 
+def adapt_config(cfg) -> AdaptConfig | None:
+  """`adapt` (steps, learning_rate, clip, anchor, params_key; slots goes to the closed loop) or
+  None when steps is 0."""
+  sec = cfg.get('adapt', None)
+  if sec is None:
+    return None
+  fields = [f.name for f in dataclasses.fields(AdaptConfig)]
+  unknown = sorted(set(sec.keys()) - set(fields) - {'slots'})
+  if unknown:
+    raise ValueError(f'adapt: unknown keys {unknown}; choose from {fields + ["slots"]}')
+  if not int(sec.get('steps', 0)):
+    return None
+  slots = sec.get('slots', 0)
+  if not isinstance(slots, int) or slots < 0:
+    raise ValueError(f'adapt.slots must be an int >= 0 (0: every block of the episode), got '
+                     f'{slots!r}')
+  return AdaptConfig(**{k: sec[k] for k in fields if k in sec})
+
+
 def control_config(cfg) -> ClosedLoopConfig:
   c = cfg.control
   cl = ClosedLoopConfig(episode_steps=c.episode_steps, replan_every=c.replan_every,
                         horizon=cfg.planner.horizon, action_dim=2, action_repeat=c.action_repeat,
                         action_max_norm=c.action_max_norm, shift_fill=c.shift_fill,
                         cold_restart=c.get('cold_restart', False))
+  if adapt_config(cfg) is not None:
+    cl = dataclasses.replace(cl, adapt_slots=int(cfg.adapt.get('slots', 0)) or cl.num_replans)
   blk = blocked_section(cfg)
   if blk is None:
     return cl
@@ -276,8 +298,14 @@ def build(cfg, wm: WorldModel, planner: str, layout: str):
   if hier is not None and hier.enabled:
     plan = _hierarchical(cfg, hier, wm, cl, plan, step, cost)
     cl = dataclasses.replace(cl, cold_restart=False)  # the fine level restarts inside the planner
+  adapt = adapt_config(cfg)
+  if adapt is not None and (not wm.name.startswith('learned') or 'ensemble' in wm.name):
+    raise ValueError(f'adapt.steps > 0 adapts a learned world model\'s predictor; the '
+                     f'{wm.name!r} model has none to adapt: set adapt.steps=0 or '
+                     'world_model.kind=learned with one workdir')
   run = make_closed_loop(wm.encode, plan, lambda s, a: two_rooms.step(s, a, env_cfg),
-                         lambda s: two_rooms.render(s, env_cfg), cl, predict=step)
+                         lambda s: two_rooms.render(s, env_cfg), cl, predict=step,
+                         adapt=None if adapt is None else make_adapter(step, adapt))
   return plan, run, env_cfg, cl
 
 
@@ -288,6 +316,8 @@ def tasks_for(cfg, layout: str, n: int) -> T.Task:
 
 def _time_one_replan(plan, wm: WorldModel, task: T.Task, cl: ClosedLoopConfig,
                      repeats: int = 5) -> float:
+  """Seconds for one plan call (the search alone: with `adapt`, the model's update before each
+  plan is not in it; the per-episode and batched figures include it)."""
   z0 = wm.encode(wm.params, task.goal_obs)  # any latent of the right shape
   goal = z0
   if cl.move_memory:  # a full memory: what a late replan of an episode costs

@@ -19,5 +19,6 @@ from jepa_jax.planning.rollout import finite_or_inf, shift_plan, trajectory_cost
 from jepa_jax.planning.closed_loop import (ClosedLoopConfig, Episode, clip_norm, clipped_step,
                                            make_closed_loop, planning_step)
 from jepa_jax.planning.factory import PLANNERS, make_planner, planner_config
+from jepa_jax.planning.online_adapt import AdaptConfig, make_adapter
 from jepa_jax.planning.move_memory import (Remembered, blocked_move_penalty, move_shortfall,
                                            with_blocked_move_penalty)

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jepa_jax.planning import move_memory as MM
+from jepa_jax.planning import online_adapt as OA
 from jepa_jax.planning.rollout import StepFn, shift_plan, unroll
 
 EncodeFn = Callable[[Any, jax.Array], Any]  # (params, obs) -> z
@@ -45,6 +46,9 @@ class ClosedLoopConfig:
   # goal; its cost must read it (planning/move_memory.with_blocked_move_penalty)
   move_memory: int = 0
   move_scale: float = 1.0  # RMS latent move below which a predicted move counts only in part
+  # > 0: store the last `adapt_slots` executed blocks as transitions and adapt the model's params
+  # to them before each plan (make_closed_loop's `adapt`, planning/online_adapt.make_adapter)
+  adapt_slots: int = 0
 
   def __post_init__(self):
     name = 'ClosedLoopConfig'
@@ -65,6 +69,9 @@ class ClosedLoopConfig:
     if not isinstance(self.move_memory, int) or self.move_memory < 0:
       raise ValueError(f'{name}.move_memory must be an int >= 0 (0: no memory), got '
                        f'{self.move_memory!r}')
+    if not isinstance(self.adapt_slots, int) or self.adapt_slots < 0:
+      raise ValueError(f'{name}.adapt_slots must be an int >= 0 (0: no adaptation), got '
+                       f'{self.adapt_slots!r}')
     if not self.move_scale > 0:
       raise ValueError(f'{name}.move_scale must be > 0, got {self.move_scale}')
 
@@ -127,18 +134,29 @@ def search(plan: PlanFn, params, z0, z_goal, key_warm, key_cold, init_plan_HA,
 
 
 def make_closed_loop(encode: EncodeFn, plan: PlanFn, env_step: Callable, observe: Callable,
-                     cfg: ClosedLoopConfig, predict: StepFn | None = None):
+                     cfg: ClosedLoopConfig, predict: StepFn | None = None,
+                     adapt: Callable | None = None):
   """run(params, key, state0, goal_obs) -> Episode. Pure; jit it, vmap it over episodes.
 
   env_step(state, action_A) -> state and observe(state) -> obs are the environment; `plan` must be
   built on `planning_step(step, cfg)` so model and environment agree. With `cfg.move_memory`,
   `predict` is that planning step: the closed loop asks it how far each executed block should
-  have moved the latent.
+  have moved the latent. With `cfg.adapt_slots`, `adapt(params, params_episode, transitions) ->
+  params_episode` (online_adapt.make_adapter on the same step) updates the episode's params from
+  the stored blocks before each plan, which then uses them (the memory judges the block that
+  just ended with the params that planned it, before the update).
   """
   k, H, A, r = cfg.replan_every, cfg.horizon, cfg.action_dim, cfg.action_repeat
   if cfg.move_memory and predict is None:
     raise ValueError('make_closed_loop: ClosedLoopConfig.move_memory > 0 needs predict= (the '
                      'planning step, planning_step(step, cfg)) to know what each block should do')
+  if cfg.adapt_slots and (predict is None or adapt is None):
+    raise ValueError('make_closed_loop: ClosedLoopConfig.adapt_slots > 0 needs predict= (the '
+                     'planning step) and adapt= (online_adapt.make_adapter on that step)')
+  if adapt is not None and not cfg.adapt_slots:
+    raise ValueError('make_closed_loop: adapt= was given but ClosedLoopConfig.adapt_slots is 0, '
+                     'so nothing would be stored to adapt to; set adapt_slots > 0 or drop adapt=')
+  tracks_last = bool(cfg.move_memory or cfg.adapt_slots)
 
   def recall(params, memory, last, z0, b):
     """Memory with the block that just ended written in (nothing before the first block)."""
@@ -153,18 +171,24 @@ def make_closed_loop(encode: EncodeFn, plan: PlanFn, env_step: Callable, observe
     z_goal = encode(params, goal_obs)
 
     def block(carry, inp):
-      state, plan_HA, memory, last = carry
+      state, plan_HA, memory, last, learned = carry
       b, key_b = inp
       z0 = encode(params, observe(state))  # the planner's only view of the world
-      goal = z_goal
+      goal, params_b = z_goal, params
+      if cfg.adapt_slots:
+        params_b, buf = learned
       if cfg.move_memory:
-        memory = recall(params, memory, last, z0, b)
+        memory = recall(params_b, memory, last, z0, b)
         goal = MM.Remembered(z_goal, *memory)
+      if cfg.adapt_slots:  # the block that just ended becomes a transition, then the model learns
+        buf = OA.record(buf, last[0], last[1], z0, b - 1, valid=(b > 0).astype(jnp.float32))
+        params_b = adapt(params, params_b, buf)
+        learned = (params_b, buf)
       # cold_restart: a second search that does not start pressed into whatever held us
-      actions_HA, cost = search(plan, params, z0, goal, key_b, jax.random.fold_in(key_b, 1),
+      actions_HA, cost = search(plan, params_b, z0, goal, key_b, jax.random.fold_in(key_b, 1),
                                 plan_HA, cfg.cold_restart)
       exec_KA = jnp.repeat(clip_norm(actions_HA[:k], cfg.action_max_norm), r, axis=0)
-      if cfg.move_memory:
+      if tracks_last:
         last = (z0, actions_HA[:k])
 
       def act(s, a_A):
@@ -172,15 +196,18 @@ def make_closed_loop(encode: EncodeFn, plan: PlanFn, env_step: Callable, observe
         return s, s
 
       state, states_K = jax.lax.scan(act, state, exec_KA)
-      carry = (state, shift_plan(actions_HA, k, cfg.shift_fill), memory, last)
+      carry = (state, shift_plan(actions_HA, k, cfg.shift_fill), memory, last, learned)
       return carry, (states_K, exec_KA, cost, z0)
 
     keys = jax.random.split(key, cfg.num_replans)
-    memory, last = (), ()
+    memory, last, learned = (), (), ()
+    if tracks_last:
+      last = (z_goal, jnp.zeros((k, A), jnp.float32))  # a stand-in, written with weight 0
     if cfg.move_memory:
       memory = MM.empty_memory(z_goal, cfg.move_memory, A)
-      last = (z_goal, jnp.zeros((k, A), jnp.float32))  # a stand-in, written with shortfall 0
-    init = (state0, jnp.zeros((H, A), jnp.float32), memory, last)
+    if cfg.adapt_slots:
+      learned = (params, OA.empty_transitions(z_goal, cfg.adapt_slots, last[1]))
+    init = (state0, jnp.zeros((H, A), jnp.float32), memory, last, learned)
     _, (states_RK, exec_RKA, cost_R, z_R) = jax.lax.scan(
         block, init, (jnp.arange(cfg.num_replans), keys))
     flat = lambda x: x.reshape((-1,) + x.shape[2:])
