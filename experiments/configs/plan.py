@@ -92,8 +92,9 @@ def base() -> ml_collections.ConfigDict:
   # `slots` blocks (0: all), optionally pulled back to the trained params (`anchor`). Off: with
   # cpu_learned's memory, MPPI, 12 000-step model, 200 random-layout episodes: 93.5 % without,
   # 92.0 % with 1 step at learning_rate 0.03, 89.0 % with 2 steps at 0.1, and 1.8-1.9x the time
-  # (per-episode predictor weights); a corrected push generalises ~3 px along the wall, about
-  # as far as the memory's kernel (BUILD_NOTES session 22).
+  # (per-episode predictor weights); without the memory 84.0 % -> 86.5 % (2 steps at 0.1). A
+  # corrected push generalises ~3 px along the wall, about as far as the memory's kernel
+  # (BUILD_NOTES session 22).
   c.adapt = ml_collections.ConfigDict(dict(steps=0, learning_rate=0.1, clip=1.0, anchor=0.0,
                                            slots=0, params_key='predictor'))
   c.world_model = ml_collections.ConfigDict(dict(
