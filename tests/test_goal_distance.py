@@ -158,6 +158,23 @@ def test_geodesic_px():
   assert far[0] == pytest.approx(2 * math.hypot(11.5, 32 - 3 - 10), rel=1e-6)
 
 
+def test_geodesic_agreement_of_the_true_path_length_and_its_scale():
+  """A 'distance' that is twice the true path length (latents carry position and layout):
+  rank correlation 1 overall and across rooms, 2 units per px."""
+  env = two_rooms.TwoRoomsConfig(size=64)
+  rng = np.random.default_rng(0)
+  L, G, T = 4, 3, 20
+  lay_LG2 = np.broadcast_to(np.stack([rng.uniform(25, 38, L), rng.uniform(20, 44, L)], -1)[:, None],
+                            (L, G, 2))
+  pos = rng.uniform(4, 60, (L, G, T, 2))
+  z = np.concatenate([pos, np.broadcast_to(lay_LG2[:, :, None], (L, G, T, 2))], -1)
+  true2 = lambda a, b: 2 * gd.geodesic_px(np.asarray(a)[:, :2], np.asarray(b)[:, :2],
+                                          np.asarray(a)[:, 2:], env)
+  a = gd.geodesic_agreement(true2, z, pos, lay_LG2, env, pairs=500)
+  assert a['spearman'] == pytest.approx(1.0) and a['spearman_cross_room'] == pytest.approx(1.0)
+  assert a['units_per_px'] == pytest.approx(2.0) and 0.2 < a['cross_room_share'] < 0.8
+
+
 def test_walks_in_layouts_share_a_layout_and_do_not_depend_on_chunking():
   cfg = walks.WalksConfig(env=two_rooms.TwoRoomsConfig(size=64, fixed_layout=False))
   a = walks.generate_walks_in_layouts(jax.random.key(3), cfg, 3, 2, 5, chunk=2)
@@ -260,6 +277,22 @@ def _end_to_end(tmp):
     E.distance_term(pc)
   pc.cost.distance.floor = 0.0
 
+  # The quasimetric objective end to end: fitted, saved with its pictures, planned with.
+  qc = gd_configs.get_config('debug')
+  qc.world_model_workdir = wm_dir
+  qc.distance.update(objective='qrl', components=4, component_dim=3)
+  qrl_dir = str(tmp_path / 'dist_qrl')
+  qmeta = exp.run(qc, qrl_dir)
+  assert 'violation' in qmeta['history'][-1] and os.path.exists(os.path.join(qrl_dir, 'maps.png'))
+  qrl_fn, saved_q = gd.load(qrl_dir)
+  assert saved_q['config']['objective'] == 'qrl'
+  pc.cost.distance.workdir = qrl_dir
+  with_q = E.cost_fn(pc, None, E.distance_term(pc))(z_traj, a_HA, z)
+  assert float(with_q - base) == pytest.approx(float(qrl_fn(z + 0.1, z)), rel=1e-5)
+  r = E.evaluate(pc, wm, 'mppi', 'random', progress=False)
+  assert r.n == 2 and np.all(np.isfinite(r.final_dist_N))
+  pc.cost.distance.workdir = dist_dir
+
   pc.world_model.workdir = str(tmp_path / 'another_wm')
   with pytest.raises(ValueError, match='fitted on the latents'):
     E.distance_term(pc)
@@ -269,7 +302,7 @@ def _end_to_end(tmp):
   print('end to end ok')
 
 
-@pytest.mark.parametrize('preset', ['debug', 'cpu_default'])
+@pytest.mark.parametrize('preset', ['debug', 'cpu_default', 'cpu_qrl'])
 def test_presets_give_valid_distance_configs(preset):
   from experiments.configs import goal_distance as gd_configs
   c = gd_configs.get_config(preset)
@@ -280,5 +313,5 @@ def test_presets_give_valid_distance_configs(preset):
 
 def test_unknown_goal_distance_preset_names_the_choices():
   from experiments.configs import goal_distance as gd_configs
-  with pytest.raises(ValueError, match="'debug' or 'cpu_default'"):
+  with pytest.raises(ValueError, match="'debug', 'cpu_default' or 'cpu_qrl'"):
     gd_configs.get_config('nope')

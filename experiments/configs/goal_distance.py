@@ -3,13 +3,16 @@
 Presets:
   debug        seconds: a few layouts and steps (tests, smoke runs).
   cpu_default  256 layouts x 8 walks x 129 frames, 8000 TD steps (~4 min on 2 CPU cores).
+  cpu_qrl      the same walks, a quasimetric distance (QRL objective, IQE head), 8000 steps.
 
 Keys:
   world_model_workdir  the `experiments.world_model` run whose (frozen) encoder makes the latents
   data                 layouts, walks_per_layout, length (steps + 1), held_out_layouts;
                        cross_wall_rate / wall_push_rate of the fitting walks (-1: the world
                        model's own); held-out walks always use the world model's settings
-  distance             train/goal_distance.DistanceConfig fields (network, TD, expectile, goals)
+  distance             train/goal_distance.DistanceConfig fields (network, objective 'td' or 'qrl',
+                       TD: discount, expectile, Polyak rate, goals; QRL: IQE size, margin,
+                       constraint tolerance and dual rate, reversible walks)
   maps                 layouts (held-out) and grid (positions per side) of the distance pictures
 """
 
@@ -29,16 +32,24 @@ def get_config(preset: str = 'cpu_default') -> ml_collections.ConfigDict:
                                           wall_push_rate=0.1))
   c.distance = ml_collections.ConfigDict(dict(
       channels=(32, 64), hidden=(256, 256), steps=8000, batch_size=256, lr=3e-4, discount=0.99,
-      expectile=0.3, polyak=0.05, goal_self=0.1, goal_same_walk=0.9))
+      expectile=0.3, polyak=0.05, goal_self=0.1, goal_same_walk=0.9,
+      # objective 'qrl': quasimetric RL on an IQE head instead of TD (the keys above from lr on
+      # are TD's, except steps / batch_size / lr); see train/goal_distance.DistanceConfig
+      objective='td', components=32, component_dim=8, qrl_margin=200.0, qrl_softness=0.05,
+      qrl_tolerance=0.05, qrl_dual_lr=0.01, reversible=True))
   c.maps = ml_collections.ConfigDict(dict(layouts=4, grid=24))
   c.log_every = 500
   if preset == 'cpu_default':
     pass
+  elif preset == 'cpu_qrl':
+    # Held-out Spearman 0.933 / 0.853 (all pairs / other room) on runs/wm_g8_12k against TD's
+    # 0.884 / 0.731; fit 588 s against 130 s; it plans no better (BUILD_NOTES session 23).
+    c.distance.objective = 'qrl'
   elif preset == 'debug':
     c.data.update(layouts=4, walks_per_layout=2, length=9, held_out_layouts=2)
     c.distance.update(channels=(8,), hidden=(16,), steps=20, batch_size=16)
     c.maps.update(layouts=1, grid=6)
     c.log_every = 10
   else:
-    raise ValueError(f"unknown preset {preset!r}: choose 'debug' or 'cpu_default'")
+    raise ValueError(f"unknown preset {preset!r}: choose 'debug', 'cpu_default' or 'cpu_qrl'")
   return c

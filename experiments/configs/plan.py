@@ -165,7 +165,10 @@ def get_config(preset: str = 'cpu_default') -> ml_collections.ConfigDict:
     # the pressing), weight 30 and floor 4: random 93.0 / 94.5 % on two task sets against
     # 93.5 / 89.0 %, 92.0 % against 93.0 % with a second world model, fixed 99.5 % against
     # 99.0 %; without the floor 95.0 / 94.0 / 91.5 % and fixed 97.5 %. Not a consistent gain
-    # (BUILD_NOTES session 20).
+    # (BUILD_NOTES session 20). A better-ranking distance does not help either: the quasimetric
+    # one (goal_distance.py:cpu_qrl, held-out Spearman 0.933 / 0.853 vs TD's 0.884 / 0.731)
+    # plans at 90.5 / 91.0 % (weight 23, floor 0 / 5), and even the true path length (a
+    # supervised diagnostic) at 93.5 / 94.5 % (BUILD_NOTES session 23).
   else:
     raise ValueError(f"unknown preset {preset!r}: choose 'debug', 'cpu_default' or 'cpu_learned'")
   return c

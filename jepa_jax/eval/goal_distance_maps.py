@@ -55,14 +55,21 @@ def plot_maps(path: str, rows: list, env_cfg, title: str = '') -> None:
   plt.close(fig)
 
 
+CURVES_TD = (('loss', 'expectile TD loss'), ('td_abs', 'mean |TD error|'),
+             ('d_mean', 'mean distance (discounted)'))
+CURVES_QRL = (('d_mean', 'mean distance of random pairs (steps)'),
+              ('step_d_mean', 'mean distance of one recorded step'),
+              ('violation', 'mean squared step excess over 1'), ('dual', 'constraint weight'))
+
+
 def plot_curves(path: str, history: list) -> None:
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   steps = [h['step'] for h in history]
-  fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
-  for ax, key, label in zip(axes, ('loss', 'td_abs', 'd_mean'),
-                            ('expectile TD loss', 'mean |TD error|', 'mean distance (discounted)')):
+  panels = (CURVES_QRL if 'violation' in history[0] else CURVES_TD)
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 2.8))
+  for ax, (key, label) in zip(axes, panels):
     ax.plot(steps, [h[key] for h in history])
     ax.set_title(label, fontsize=9)
     ax.set_xlabel('step')

@@ -81,13 +81,21 @@ class GoalDistance(nn.Module):
 
   @nn.compact
   def __call__(self, z, z_goal):
-    lead = z.shape[:z.ndim - self.latent_ndim]
     x = jnp.concatenate([z, z_goal, z - z_goal], -1)
-    n = z.shape[-2] if self.latent_ndim == 2 else 0
-    side = int(round(n ** 0.5))
-    if self.channels and n and side * side == n:
-      x = x.reshape(-1, side, side, x.shape[-1])
-      for i, c in enumerate(self.channels):
-        x = nn.gelu(nn.Conv(c, (3, 3), strides=(1, 1) if i == 0 else (2, 2), name=f"conv{i}")(x))
-    x = x.reshape(*lead, -1)
+    x = token_grid_features(x, self.channels, self.latent_ndim)
     return jax.nn.softplus(MLP(self.hidden, 1, layer_norm=True, name="mlp")(x))[..., 0]
+
+
+def token_grid_features(x, channels: Sequence[int], latent_ndim: int):
+  """Latent(s) -> one flat feature vector per leading index, inside a compact module (the convs
+  are its submodules conv0, conv1, ...). Tokens on a square grid (latent_ndim 2) pass through
+  3x3 convolutions (the first at stride 1, then stride 2), which keep where the agent is and
+  where the walls are aligned; other latents are flattened as they are."""
+  lead = x.shape[:x.ndim - latent_ndim]
+  n = x.shape[-2] if latent_ndim == 2 else 0
+  side = int(round(n ** 0.5))
+  if channels and n and side * side == n:
+    x = x.reshape(-1, side, side, x.shape[-1])
+    for i, c in enumerate(channels):
+      x = nn.gelu(nn.Conv(c, (3, 3), strides=(1, 1) if i == 0 else (2, 2), name=f"conv{i}")(x))
+  return x.reshape(*lead, -1)

@@ -19,6 +19,13 @@ another walk in the same layout (walks grouped by layout, so TD can stitch walks
 walk connects; the best measured setting gives that share 0). Fitted distances are discounted, d in [0, 1/(1 - gamma));
 `steps_from_discounted` turns them back into steps.
 
+Or (`objective='qrl'`, quasimetric RL, Wang et al. 2023): a head that is a quasimetric by
+construction (nn/quasimetric.py: d(s, s) = 0 and the triangle inequality at any parameters) is
+fitted to make random same-layout pairs as far apart as it can while every recorded step stays
+within one step (a constraint with a learned dual weight). The largest such distance is the
+shortest walk through the recorded steps, so the head composes steps of different walks without
+TD targets or a target copy; distances come out in steps.
+
 Only the walks' images are used (no positions, no rewards, no actions); positions serve the
 held-out check `geodesic_agreement` alone. Measured on Two Rooms (BUILD_NOTES session 9): it
 ranks held-out pairs by shortest-path length far better than latent energies (Spearman 0.88
@@ -40,6 +47,7 @@ import optax
 
 from jepa_jax.eval.stats import spearman
 from jepa_jax.nn.heads import GoalDistance
+from jepa_jax.nn.quasimetric import QuasimetricDistance
 from jepa_jax.train import checkpoint
 
 
@@ -59,6 +67,19 @@ class DistanceConfig:
   # another walk in the same layout (TD stitching). 0.9 leaves none: measured better here.
   goal_same_walk: float = 0.9
   seed: int = 0
+  # objective 'td' (the above) or 'qrl': quasimetric RL (Wang et al. 2023) on an IQE head
+  # (nn/quasimetric.py): push the distance of random same-layout pairs up, towards qrl_margin,
+  # while each recorded step (both ways when `reversible`) stays within 1, enforced by a dual
+  # variable whose rate is qrl_dual_lr and slack qrl_tolerance^2; the triangle inequality of the
+  # head composes steps into shortest walks. Distances are in steps (not discounted).
+  objective: str = 'td'
+  components: int = 32
+  component_dim: int = 8
+  qrl_margin: float = 200.0
+  qrl_softness: float = 0.05
+  qrl_tolerance: float = 0.05
+  qrl_dual_lr: float = 0.01
+  reversible: bool = True
 
   def __post_init__(self):
     def need(ok, key, msg):
@@ -69,6 +90,13 @@ class DistanceConfig:
     need(0.0 < self.discount < 1.0, 'discount', 'must be in (0, 1)')
     need(0.0 < self.expectile < 1.0, 'expectile', 'must be in (0, 1) (0.5 = plain TD regression)')
     need(0.0 < self.polyak <= 1.0, 'polyak', 'must be in (0, 1]')
+    need(self.objective in ('td', 'qrl'), 'objective', "choose 'td' or 'qrl'")
+    need(self.components > 0 and self.component_dim > 0, 'components',
+         f'components and component_dim (= {self.component_dim!r}) must be > 0')
+    need(self.qrl_margin > 0, 'qrl_margin', 'must be > 0 (steps)')
+    need(self.qrl_softness > 0, 'qrl_softness', 'must be > 0')
+    need(self.qrl_tolerance >= 0, 'qrl_tolerance', 'must be >= 0 (steps)')
+    need(self.qrl_dual_lr > 0, 'qrl_dual_lr', 'must be > 0')
     need(self.goal_self >= 0 and self.goal_same_walk >= 0
          and self.goal_self + self.goal_same_walk <= 1.0, 'goal_self',
          f'goal_self and goal_same_walk (= {self.goal_same_walk!r}) must be >= 0 with a sum <= 1')
@@ -84,10 +112,20 @@ class DistanceConfig:
     return cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in d.items()})
 
 
-def make_module(cfg: DistanceConfig, latent_ndim: int) -> GoalDistance:
-  """latent_ndim: axes of one latent (2 for tokens (N, D), 1 for a vector)."""
+def make_module(cfg: DistanceConfig, latent_ndim: int):
+  """latent_ndim: axes of one latent (2 for tokens (N, D), 1 for a vector). TD: a GoalDistance
+  head (discounted output); QRL: a QuasimetricDistance (output in steps); see `to_steps`."""
+  if cfg.objective == 'qrl':
+    return QuasimetricDistance(channels=tuple(cfg.channels), hidden=tuple(cfg.hidden),
+                               components=cfg.components, component_dim=cfg.component_dim,
+                               latent_ndim=latent_ndim)
   return GoalDistance(channels=tuple(cfg.channels), hidden=tuple(cfg.hidden),
                       latent_ndim=latent_ndim)
+
+
+def to_steps(cfg: DistanceConfig, d):
+  """The module's output -> steps of walk."""
+  return d if cfg.objective == 'qrl' else steps_from_discounted(d, cfg.discount)
 
 
 def steps_from_discounted(d, discount: float):
@@ -134,6 +172,50 @@ def td_loss(module, params, target_params, batch, cfg: DistanceConfig):
   return jnp.mean(w * jnp.square(u)), dict(d_mean=jnp.mean(d), td_abs=jnp.mean(jnp.abs(u)))
 
 
+def sample_qrl_batch(key, z_LGT, batch: int, cfg: DistanceConfig):
+  """(state, goal): random pairs of one layout (any walk, any step); (step_from, step_to): one
+  recorded step of a walk, reversed for half of them when cfg.reversible."""
+  L, G, T = z_LGT.shape[:3]
+  k_l, k_g, k_t, k_g2, k_t2, k_rev = jax.random.split(key, 6)
+  l = jax.random.randint(k_l, (batch,), 0, L)
+  g, t = jax.random.randint(k_g, (batch,), 0, G), jax.random.randint(k_t, (batch,), 0, T - 1)
+  g2, t2 = jax.random.randint(k_g2, (batch,), 0, G), jax.random.randint(k_t2, (batch,), 0, T)
+  here, there = z_LGT[l, g, t], z_LGT[l, g, t + 1]
+  if cfg.reversible:
+    rev = jax.random.bernoulli(k_rev, 0.5, (batch,)).reshape((batch,) + (1,) * (here.ndim - 1))
+    here, there = jnp.where(rev, there, here), jnp.where(rev, here, there)
+  return z_LGT[l, g, t], z_LGT[l, g2, t2], here, there
+
+
+def qrl_loss(module, params, dual, batch, cfg: DistanceConfig):
+  """-(soft-capped distance of random pairs) + lambda * E[relu(d(step) - 1)^2]; lambda =
+  softplus(dual). Returns (loss, (step violation, metrics))."""
+  state, goal, here, there = batch
+  d_far = module.apply(params, state, goal)
+  d_step = module.apply(params, here, there)
+  beta = cfg.qrl_softness
+  push = jnp.mean(jax.nn.softplus(beta * (cfg.qrl_margin - d_far)) / beta)
+  violation = jnp.mean(jnp.square(jax.nn.relu(d_step - 1.0)))
+  lam = jax.nn.softplus(dual)
+  return push + lam * violation, (violation, dict(
+      d_mean=jnp.mean(d_far), step_d_mean=jnp.mean(d_step), violation=violation, dual=lam))
+
+
+def make_qrl_train_step(module, tx, cfg: DistanceConfig):
+  @jax.jit
+  def train_step(params, dual, opt_state, z_LGT, key):
+    batch = sample_qrl_batch(key, z_LGT, cfg.batch_size, cfg)
+    (loss, (violation, aux)), grads = jax.value_and_grad(
+        lambda p: qrl_loss(module, p, dual, batch, cfg), has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    # dual ascent: lambda grows while recorded steps are longer than 1 (+ tolerance) on average
+    dual = dual + cfg.qrl_dual_lr * (violation - cfg.qrl_tolerance ** 2)
+    return params, dual, opt_state, dict(loss=loss, **aux)
+
+  return train_step
+
+
 def make_train_step(module, tx, cfg: DistanceConfig):
   @jax.jit  # the latents are an argument, not a closure constant (XLA would bake them in)
   def train_step(params, target_params, opt_state, z_LGT, key):
@@ -159,12 +241,15 @@ def fit(z_LGT, cfg: DistanceConfig, log_every: int = 500, progress=None):
   key = jax.random.key(cfg.seed)
   params = module.init(key, z_LGT[0, 0, 0], z_LGT[0, 0, 0])
   tx = optax.adam(optax.cosine_decay_schedule(cfg.lr, cfg.steps, alpha=0.1))
-  opt_state, target_params = tx.init(params), params
-  step = make_train_step(module, tx, cfg)
+  opt_state = tx.init(params)
+  if cfg.objective == 'qrl':  # the second carried value: the dual variable, not a target copy
+    aux_state, step = jnp.zeros((), jnp.float32), make_qrl_train_step(module, tx, cfg)
+  else:
+    aux_state, step = params, make_train_step(module, tx, cfg)
   history, t0, sums, n = [], time.perf_counter(), None, 0
   for i in range(cfg.steps):
-    params, target_params, opt_state, m = step(params, target_params, opt_state, z_LGT,
-                                               jax.random.fold_in(key, i + 1))
+    params, aux_state, opt_state, m = step(params, aux_state, opt_state, z_LGT,
+                                           jax.random.fold_in(key, i + 1))
     sums, n = (m if sums is None else jax.tree.map(jnp.add, sums, m)), n + 1  # stays on device
     if (i + 1) % log_every == 0 or i + 1 == cfg.steps:
       m = {k: float(v) / n for k, v in sums.items()}  # means over the steps since the last log
@@ -205,8 +290,11 @@ def geodesic_agreement(distance_fn, z_LGT, pos_LGT2, layout_LG2, env_cfg, pairs:
   geo = geodesic_px(pa, pb, lay, env_cfg)
   d = np.asarray(distance_fn(jnp.asarray(za), jnp.asarray(zb)))
   cross = (pa[:, 0] >= lay[:, 0]) != (pb[:, 0] >= lay[:, 0])
+  # the distance's scale: least squares through the origin, distance units per px of path
+  # (compare distances of different objectives, or set a planner's weight)
+  per_px = float(np.sum(d * geo) / max(float(np.sum(geo * geo)), 1e-12))
   return dict(spearman=spearman(d, geo), spearman_cross_room=spearman(d[cross], geo[cross]),
-              cross_room_share=float(cross.mean()), pairs=pairs)
+              cross_room_share=float(cross.mean()), pairs=pairs, units_per_px=per_px)
 
 
 # ----------------------------------------------------------------------------- save / load
@@ -237,6 +325,6 @@ def load(workdir: str):
   params = checkpoint.restore_params(workdir, abstract)
 
   def distance_fn(z, z_goal):
-    return steps_from_discounted(module.apply(params, z, z_goal), cfg.discount)
+    return to_steps(cfg, module.apply(params, z, z_goal))
 
   return distance_fn, meta

@@ -74,7 +74,7 @@ def run(cfg, workdir: str, overwrite: bool = False) -> dict:
         f'{z.shape[3:]}, encoded in {data_s:.1f} s; held out: {len(z_test)} layouts unseen in '
         'fitting', flush=True)
 
-  bar = tqdm(total=dcfg.steps, desc='goal distance (TD)', unit='step')
+  bar = tqdm(total=dcfg.steps, desc=f'goal distance ({dcfg.objective.upper()})', unit='step')
 
   def progress(step, m):
     bar.update(step - bar.n)
@@ -86,7 +86,7 @@ def run(cfg, workdir: str, overwrite: bool = False) -> dict:
   fit_s = time.perf_counter() - t1
 
   def learned(a, b):
-    return gd.steps_from_discounted(module.apply(d_params, a, b), dcfg.discount)
+    return gd.to_steps(dcfg, module.apply(d_params, a, b))
 
   blur = costs.token_grid_blur(2.0) if z.ndim == 5 else None
 
