@@ -42,6 +42,27 @@ def test_interval_union_length_matches_brute_force(seed):
   np.testing.assert_allclose(got, [_union_brute(a, b) for a, b in zip(x, y)], atol=1e-5)
 
 
+def test_interval_union_length_with_shared_endpoints_and_its_gradient():
+  """Tied and touching endpoints (values on a 0.5 grid) against the brute force; the gradient is
+  -1 at the union's left ends, +1 at its right ends and 0 at covered inner ends."""
+  rng = np.random.default_rng(3)
+  x, y = np.round(rng.normal(size=(200, 5)) * 2) / 2, np.round(rng.normal(size=(200, 5)) * 2) / 2
+  got = np.asarray(interval_union_length(jnp.asarray(x), jnp.asarray(y)))
+  np.testing.assert_allclose(got, [_union_brute(a, b) for a, b in zip(x, y)], atol=1e-6)
+  # [0, 2] u [1, 3] u [5, 6]: ends 0 and 5 open the union, 3 and 6 close it, 1 and 2 are inside
+  gx, gy = jax.grad(lambda a, b: interval_union_length(a, b), argnums=(0, 1))(
+      jnp.array([0., 1., 5.]), jnp.array([2., 3., 6.]))
+  np.testing.assert_allclose(gx, [-1., 0., -1.])
+  np.testing.assert_allclose(gy, [0., 1., 1.])
+
+
+def test_iqe_broadcasts_one_latent_against_many():
+  x = jnp.zeros((2, 3))
+  y = jax.random.normal(jax.random.key(0), (4, 2, 3))
+  np.testing.assert_allclose(iqe(x, y, 0.5), jnp.stack([iqe(x, v, 0.5) for v in y]), rtol=1e-6)
+  np.testing.assert_allclose(iqe(y, x, 0.5), jnp.stack([iqe(v, x, 0.5) for v in y]), rtol=1e-6)
+
+
 def test_iqe_mixes_max_and_mean_of_components():
   x = jnp.zeros((2, 1))
   y = jnp.array([[1.], [3.]])  # components: 1 and 3
@@ -67,6 +88,10 @@ def test_head_is_a_quasimetric_at_any_parameters(shape, latent_ndim):
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
+def step_is_reversed(here, there):
+  return (there[:, 2] < here[:, 2])[:, None]
+
+
 def _indexed_latents(L, G, T):
   l, g, t = np.meshgrid(np.arange(L), np.arange(G), np.arange(T), indexing='ij')
   return jnp.asarray(np.stack([l, g, t], -1), jnp.float32)
@@ -79,9 +104,11 @@ def test_qrl_batch_pairs_share_a_layout_and_steps_are_recorded(reversible):
   state, goal, here, there = map(np.asarray, jax.jit(
       lambda k: gd.sample_qrl_batch(k, z, 4000, cfg))(jax.random.key(0)))
   np.testing.assert_array_equal(goal[:, 0], state[:, 0])  # same layout
-  assert len(np.unique(goal[:, 1])) == 4  # from any walk
+  assert len(np.unique(goal[:, 1])) == 4 and goal[:, 2].max() == 8  # any walk, any frame
+  np.testing.assert_array_equal(state, np.where(step_is_reversed(here, there), there, here))
   np.testing.assert_array_equal(here[:, :2], there[:, :2])  # one walk
   step = there[:, 2] - here[:, 2]
+  assert state[:, 2].max() == 7  # the state is the step's first frame
   if reversible:
     assert set(np.unique(step)) == {-1.0, 1.0} and abs(np.mean(step)) < 0.05
   else:
@@ -146,7 +173,8 @@ def test_qrl_save_load_gives_steps(tmp_path):
 
 @pytest.mark.parametrize('key,value', [('objective', 'mc'), ('qrl_margin', 0.0),
                                        ('qrl_softness', 0.0), ('qrl_tolerance', -1.0),
-                                       ('qrl_dual_lr', 0.0), ('components', 0)])
+                                       ('qrl_dual_lr', 0.0), ('components', 0),
+                                       ('component_dim', 0)])
 def test_bad_qrl_config_names_the_key(key, value):
   with pytest.raises(ValueError, match=key):
     gd.DistanceConfig(**{key: value})

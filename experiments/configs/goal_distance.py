@@ -33,8 +33,9 @@ def get_config(preset: str = 'cpu_default') -> ml_collections.ConfigDict:
   c.distance = ml_collections.ConfigDict(dict(
       channels=(32, 64), hidden=(256, 256), steps=8000, batch_size=256, lr=3e-4, discount=0.99,
       expectile=0.3, polyak=0.05, goal_self=0.1, goal_same_walk=0.9,
-      # objective 'qrl': quasimetric RL on an IQE head instead of TD (the keys above from lr on
-      # are TD's, except steps / batch_size / lr); see train/goal_distance.DistanceConfig
+      # objective 'qrl': quasimetric RL on an IQE head instead of TD (discount, expectile,
+      # polyak, goal_self and goal_same_walk are TD's alone); see
+      # train/goal_distance.DistanceConfig
       objective='td', components=32, component_dim=8, qrl_margin=200.0, qrl_softness=0.05,
       qrl_tolerance=0.05, qrl_dual_lr=0.01, reversible=True))
   c.maps = ml_collections.ConfigDict(dict(layouts=4, grid=24))

@@ -81,6 +81,8 @@ class GoalDistance(nn.Module):
 
   @nn.compact
   def __call__(self, z, z_goal):
+    # stacked as channels, so the convs see where the agent is, where the goal is and where the
+    # walls are aligned cell by cell
     x = jnp.concatenate([z, z_goal, z - z_goal], -1)
     x = token_grid_features(x, self.channels, self.latent_ndim)
     return jax.nn.softplus(MLP(self.hidden, 1, layer_norm=True, name="mlp")(x))[..., 0]
@@ -89,8 +91,8 @@ class GoalDistance(nn.Module):
 def token_grid_features(x, channels: Sequence[int], latent_ndim: int):
   """Latent(s) -> one flat feature vector per leading index, inside a compact module (the convs
   are its submodules conv0, conv1, ...). Tokens on a square grid (latent_ndim 2) pass through
-  3x3 convolutions (the first at stride 1, then stride 2), which keep where the agent is and
-  where the walls are aligned; other latents are flattened as they are."""
+  3x3 convolutions (the first at stride 1, then stride 2); other latents are flattened as they
+  are."""
   lead = x.shape[:x.ndim - latent_ndim]
   n = x.shape[-2] if latent_ndim == 2 else 0
   side = int(round(n ** 0.5))

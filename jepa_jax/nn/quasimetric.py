@@ -25,7 +25,9 @@ from jepa_jax.nn.heads import MLP, token_grid_features
 
 def interval_union_length(x_KM, y_KM):
   """(..., K, m) pairs -> (..., K): the length of the union of the intervals [x_j, y_j] with
-  x_j < y_j (the others are empty), per component. Differentiable in x and y almost everywhere."""
+  x_j < y_j (the others are empty), per component; x and y broadcast against each other.
+  Differentiable in x and y almost everywhere."""
+  x_KM, y_KM = jnp.broadcast_arrays(x_KM, y_KM)
   valid = y_KM > x_KM
   ends = jnp.where(valid, y_KM, x_KM)  # an empty interval [x_j, x_j] adds no length
   points = jnp.concatenate([x_KM, ends], -1)

@@ -23,7 +23,8 @@ Or (`objective='qrl'`, quasimetric RL, Wang et al. 2023): a head that is a quasi
 construction (nn/quasimetric.py: d(s, s) = 0 and the triangle inequality at any parameters) is
 fitted to make random same-layout pairs as far apart as it can while every recorded step stays
 within one step (a constraint with a learned dual weight). The largest such distance is the
-shortest walk through the recorded steps, so the head composes steps of different walks without
+shortest walk through the recorded steps (approached: the cap and the finite penalty leave it
+a little off, BUILD_NOTES session 23), so the head composes steps of different walks without
 TD targets or a target copy; distances come out in steps.
 
 Only the walks' images are used (no positions, no rewards, no actions); positions serve the
@@ -91,8 +92,8 @@ class DistanceConfig:
     need(0.0 < self.expectile < 1.0, 'expectile', 'must be in (0, 1) (0.5 = plain TD regression)')
     need(0.0 < self.polyak <= 1.0, 'polyak', 'must be in (0, 1]')
     need(self.objective in ('td', 'qrl'), 'objective', "choose 'td' or 'qrl'")
-    need(self.components > 0 and self.component_dim > 0, 'components',
-         f'components and component_dim (= {self.component_dim!r}) must be > 0')
+    need(self.components > 0, 'components', 'must be > 0 (IQE components)')
+    need(self.component_dim > 0, 'component_dim', 'must be > 0 (numbers per IQE component)')
     need(self.qrl_margin > 0, 'qrl_margin', 'must be > 0 (steps)')
     need(self.qrl_softness > 0, 'qrl_softness', 'must be > 0')
     need(self.qrl_tolerance >= 0, 'qrl_tolerance', 'must be >= 0 (steps)')
@@ -173,8 +174,9 @@ def td_loss(module, params, target_params, batch, cfg: DistanceConfig):
 
 
 def sample_qrl_batch(key, z_LGT, batch: int, cfg: DistanceConfig):
-  """(state, goal): random pairs of one layout (any walk, any step); (step_from, step_to): one
-  recorded step of a walk, reversed for half of them when cfg.reversible."""
+  """(state, goal): pairs of one layout, the state the recorded step's first frame (so never a
+  walk's last frame) and the goal any frame of any of the layout's walks; (here, there): that
+  recorded step, reversed for half of them when cfg.reversible."""
   L, G, T = z_LGT.shape[:3]
   k_l, k_g, k_t, k_g2, k_t2, k_rev = jax.random.split(key, 6)
   l = jax.random.randint(k_l, (batch,), 0, L)
@@ -209,7 +211,8 @@ def make_qrl_train_step(module, tx, cfg: DistanceConfig):
         lambda p: qrl_loss(module, p, dual, batch, cfg), has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    # dual ascent: lambda grows while recorded steps are longer than 1 (+ tolerance) on average
+    # dual ascent: lambda grows while the mean squared excess of recorded steps over 1 is above
+    # qrl_tolerance^2
     dual = dual + cfg.qrl_dual_lr * (violation - cfg.qrl_tolerance ** 2)
     return params, dual, opt_state, dict(loss=loss, **aux)
 
@@ -280,7 +283,8 @@ def geodesic_agreement(distance_fn, z_LGT, pos_LGT2, layout_LG2, env_cfg, pairs:
                        seed: int = 0) -> dict:
   """How well a distance ranks random same-layout pairs of held-out states by their true
   shortest-path length: Spearman rank correlation, overall and for pairs in different rooms
-  (where the picture difference and the walk length disagree most)."""
+  (where the picture difference and the walk length disagree most), and its scale in distance
+  units per px of path (`units_per_px`)."""
   rng = np.random.default_rng(seed)
   L, G, T = z_LGT.shape[:3]
   l = rng.integers(0, L, pairs)

@@ -102,9 +102,10 @@ def run(cfg, workdir: str, overwrite: bool = False) -> dict:
   agreement = {name: gd.geodesic_agreement(fn, z_test, pos_test, lay_test, env_cfg, seed=cfg.seed)
                for name, fn in candidates.items()}
   print('\nheld-out layouts: rank correlation with the shortest-path length (Spearman)')
-  print(f"{'distance':36s} {'all pairs':>10s} {'other room':>11s}")
+  print(f"{'distance':36s} {'all pairs':>10s} {'other room':>11s} {'units per px':>13s}")
   for name, a in agreement.items():
-    print(f"{name:36s} {a['spearman']:10.3f} {a['spearman_cross_room']:11.3f}")
+    print(f"{name:36s} {a['spearman']:10.3f} {a['spearman_cross_room']:11.3f} "
+          f"{a['units_per_px']:13.3f}")
 
   meta = dict(world_model_workdir=os.path.abspath(cfg.world_model_workdir),
               latent_shape=list(z.shape[3:]), data=cfg.data.to_dict(), held_out=agreement,
