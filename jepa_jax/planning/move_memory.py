@@ -53,9 +53,14 @@ def _check_radii(owner: str, radius: float, action_radius: float) -> None:
     raise ValueError(f'{owner}: radius ({radius}) and action_radius ({action_radius}) must be > 0')
 
 
-def _rms(x, y):
+def mean_square(x, y):
+  """Mean squared difference over every element of two latents (pytrees of the same shape)."""
   leaves = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.square(a - b), x, y))
-  return jnp.sqrt(sum(jnp.sum(v) for v in leaves) / sum(v.size for v in leaves))
+  return sum(jnp.sum(v) for v in leaves) / sum(v.size for v in leaves)
+
+
+def _rms(x, y):
+  return jnp.sqrt(mean_square(x, y))
 
 
 def move_shortfall(z_start, z_predicted, z_predicted_still, z_observed, scale: float):

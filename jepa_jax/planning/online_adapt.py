@@ -21,7 +21,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
+from jepa_jax.planning.move_memory import mean_square
 from jepa_jax.planning.rollout import StepFn, unroll
 
 
@@ -73,9 +75,7 @@ def transition_error(predict: StepFn, params, buf: Transitions):
   """Mean over the written slots of the mean squared difference between the model's rollout of
   each block's actions from its start and the encoded outcome (0 with nothing written)."""
   def one(z0, acts_KA, z_end):
-    end = jax.tree.map(lambda x: x[-1], unroll(predict, params, z0, acts_KA))
-    sq = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.square(a - b), end, z_end))
-    return sum(jnp.sum(v) for v in sq) / sum(v.size for v in sq)
+    return mean_square(jax.tree.map(lambda x: x[-1], unroll(predict, params, z0, acts_KA)), z_end)
 
   err_M = jax.vmap(one)(buf.starts, buf.actions_MKA, buf.ends)
   return jnp.sum(err_M * buf.valid_M) / jnp.maximum(jnp.sum(buf.valid_M), 1.0)
@@ -106,7 +106,7 @@ def make_adapter(predict: StepFn, cfg: AdaptConfig) -> Callable[[Any, Any, Trans
 
     def body(_, theta):
       g = jax.grad(loss)(theta)
-      norm = jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(g)))
+      norm = optax.global_norm(g)
       scale = cfg.learning_rate * jnp.minimum(1.0, cfg.clip / (norm + 1e-12))
       return jax.tree.map(lambda t, d: t - scale * d, theta, g)
 

@@ -182,11 +182,12 @@ def sample_qrl_batch(key, z_LGT, batch: int, cfg: DistanceConfig):
   l = jax.random.randint(k_l, (batch,), 0, L)
   g, t = jax.random.randint(k_g, (batch,), 0, G), jax.random.randint(k_t, (batch,), 0, T - 1)
   g2, t2 = jax.random.randint(k_g2, (batch,), 0, G), jax.random.randint(k_t2, (batch,), 0, T)
-  here, there = z_LGT[l, g, t], z_LGT[l, g, t + 1]
+  state, after = z_LGT[l, g, t], z_LGT[l, g, t + 1]
+  here, there = state, after
   if cfg.reversible:
-    rev = jax.random.bernoulli(k_rev, 0.5, (batch,)).reshape((batch,) + (1,) * (here.ndim - 1))
-    here, there = jnp.where(rev, there, here), jnp.where(rev, here, there)
-  return z_LGT[l, g, t], z_LGT[l, g2, t2], here, there
+    rev = jax.random.bernoulli(k_rev, 0.5, (batch,)).reshape((batch,) + (1,) * (state.ndim - 1))
+    here, there = jnp.where(rev, after, state), jnp.where(rev, state, after)
+  return state, z_LGT[l, g2, t2], here, there
 
 
 def qrl_loss(module, params, dual, batch, cfg: DistanceConfig):
