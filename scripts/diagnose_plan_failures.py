@@ -17,8 +17,8 @@ verdict per episode (first match; jepa_jax/eval/planning_oracle.py):
 
 The run is an `experiments.plan` workdir (results.json + per_episode_<planner>_<layout>.npz);
 its world model is loaded from the config it recorded (run from the directory it ran in). The
-memory of failed moves (cost.blocked) is state of each episode and is not saved, so every plan
-is scored without it; a hierarchical run is scored with flat plans. Writes
+memory of failed moves and visited places (cost.blocked, cost.visited) is state of each episode
+and is not saved, so every plan is scored without it; a hierarchical run is scored with flat plans. Writes
 diagnosis_<planner>_<layout>_t<step>_h<horizon>.json and .png into the run.
 """
 
@@ -109,8 +109,9 @@ def main(argv):
   if HORIZON.value < 0:
     raise app.UsageError(f'--horizon={HORIZON.value}: give plan actions > 0 (0: the run\'s own)')
   cfg, planner, layout, ep = load_run(RUN.value, PLANNER.value, LAYOUT.value)
-  if 'blocked' in cfg.cost:
-    cfg.cost.blocked.weight = 0.0  # the memory is episode state; it was not saved
+  for section in ('blocked', 'visited'):  # the memory (failed moves, visited places) is
+    if section in cfg.cost:               # episode state; it was not saved
+      cfg.cost[section].weight = 0.0
   if cfg.get('hierarchy', {}).get('enabled', False):
     print('note: the run planned with hierarchy.enabled; plans here are scored flat (one level)')
   if int(cfg.get('adapt', {}).get('steps', 0)):

@@ -64,7 +64,7 @@ def test_remember_fills_a_ring_oldest_first():
   mem = empty_memory(jnp.zeros(2), 3, 2)
   for i in range(5):
     mem = remember(mem, jnp.full((2,), float(i)), jnp.full((2,), -float(i)), i / 10, i)
-  starts, actions, short = mem
+  starts, actions, short, written = mem
   np.testing.assert_array_equal(starts[:, 0], [3.0, 4.0, 2.0])  # slots 0 and 1 overwritten
   np.testing.assert_array_equal(actions[:, 0], [-3.0, -4.0, -2.0])
   np.testing.assert_allclose(short, [0.3, 0.4, 0.2])

@@ -94,13 +94,15 @@ def test_verdicts_by_hand():
 
 
 def test_script_end_to_end(tmp_path):
-  """A debug evaluation (analytic world model), then the diagnosis of two of its episodes, one
-  vmapped chunk each; bad flags are refused by name."""
+  """A debug evaluation (analytic world model, with both memories: failed moves and visited
+  places), then the diagnosis of two of its episodes, one vmapped chunk each (without the
+  memories, which were episode state); bad flags are refused by name."""
   run = str(tmp_path / 'plan')
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   subprocess.run([sys.executable, '-m', 'experiments.plan',
                   '--config=experiments/configs/plan.py:debug', '--config.planners=mppi',
                   '--config.layouts=random', '--config.plots.grid=0', '--config.plots.gif=0',
+                  '--config.cost.blocked.weight=2', '--config.cost.visited.weight=1',
                   f'--workdir={run}', '--noprogress'], cwd=ROOT, env=env, check=True,
                  capture_output=True)
   out = subprocess.run([sys.executable, 'scripts/diagnose_plan_failures.py', f'--run={run}',

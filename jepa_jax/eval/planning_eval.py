@@ -29,7 +29,8 @@ from jepa_jax.planning.closed_loop import (ClosedLoopConfig, make_closed_loop, p
 from jepa_jax.planning.factory import PLANNERS, make_planner
 from jepa_jax.planning.goal_rollout import corrected_cost, with_goal_rollout
 from jepa_jax.planning.hierarchical import HierarchyConfig, make_hierarchical_planner
-from jepa_jax.planning.move_memory import Remembered, empty_memory, with_blocked_move_penalty
+from jepa_jax.planning.move_memory import (Remembered, VisitedPenalty, empty_memory,
+                                           with_blocked_move_penalty)
 from jepa_jax.planning.online_adapt import AdaptConfig, make_adapter
 from jepa_jax.planning.rollout import unroll
 
@@ -99,6 +100,30 @@ def blocked_section(cfg):
     raise ValueError(f'cost.blocked.slots must be an int >= 0 (0: every replan of the episode), '
                      f'got {slots!r}')
   return blk
+
+
+def visited_section(cfg) -> VisitedPenalty | None:
+  """`cost.visited` (weight, radius, gate) or None when its weight is 0. It reads the memory that
+  `cost.blocked` keeps, so it needs that on."""
+  vis = cfg.cost.get('visited', None)
+  if vis is None or not float(vis.get('weight', 0.0)):
+    return None
+  if blocked_section(cfg) is None:
+    raise ValueError('cost.visited.weight > 0 charges returns to the places kept in the memory '
+                     'of cost.blocked, which is off (cost.blocked.weight = 0); set '
+                     'cost.blocked.weight > 0 or cost.visited.weight = 0')
+  unknown = sorted(set(vis.keys()) - {'weight', 'radius', 'gate'})
+  if unknown:
+    raise ValueError(f"cost.visited: unknown keys {unknown}; choose from ['gate', 'radius', "
+                     "'weight']")
+  gate = tuple(float(g) for g in vis.get('gate', (0.8, 0.9)))
+  if len(gate) != 2:
+    raise ValueError(f'cost.visited.gate must be (near, far), two RMS latent differences, got '
+                     f'{vis.gate!r}')
+  try:
+    return VisitedPenalty(float(vis.weight), float(vis.get('radius', 0.45)), gate)
+  except ValueError as e:
+    raise ValueError(f'cost.visited: {e}') from None
 
 
 def adapt_config(cfg) -> AdaptConfig | None:
@@ -209,7 +234,7 @@ def cost_fn(cfg, project=None, distance=None):
   if blk is None:
     return total
   return with_blocked_move_penalty(total, float(blk.weight), float(blk.radius),
-                                   float(blk.action_radius))
+                                   float(blk.action_radius), visited_section(cfg))
 
 
 def config_planner(cfg, name: str, planner_cfg, step, cost):
@@ -321,8 +346,9 @@ def _time_one_replan(plan, wm: WorldModel, task: T.Task, cl: ClosedLoopConfig,
   z0 = wm.encode(wm.params, task.goal_obs)  # any latent of the right shape
   goal = z0
   if cl.move_memory:  # a full memory: what a late replan of an episode costs
-    starts, actions_MA, _ = empty_memory(z0, cl.move_memory, cl.action_dim)
-    goal = Remembered(z0, starts, actions_MA, jnp.ones((cl.move_memory,), jnp.float32))
+    starts, actions_MA, _, _ = empty_memory(z0, cl.move_memory, cl.action_dim)
+    full_M = jnp.ones((cl.move_memory,), jnp.float32)
+    goal = Remembered(z0, starts, actions_MA, full_M, full_M)
   f = jax.jit(plan)
   args = (wm.params, z0, goal, jax.random.key(0),
           jnp.zeros((cl.horizon, cl.action_dim), jnp.float32))

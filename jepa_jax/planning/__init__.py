@@ -20,5 +20,6 @@ from jepa_jax.planning.closed_loop import (ClosedLoopConfig, Episode, clip_norm,
                                            make_closed_loop, planning_step)
 from jepa_jax.planning.factory import PLANNERS, make_planner, planner_config
 from jepa_jax.planning.online_adapt import AdaptConfig, make_adapter
-from jepa_jax.planning.move_memory import (Remembered, blocked_move_penalty, move_shortfall,
+from jepa_jax.planning.move_memory import (Remembered, VisitedPenalty, blocked_move_penalty,
+                                           move_shortfall, visited_penalty,
                                            with_blocked_move_penalty)

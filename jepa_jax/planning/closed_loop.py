@@ -165,7 +165,7 @@ def make_closed_loop(encode: EncodeFn, plan: PlanFn, env_step: Callable, observe
     still = unroll(predict, params, z_prev, jnp.zeros_like(acts_KA))
     short = MM.move_shortfall(z_prev, jax.tree.map(lambda x: x[-1], predicted),
                               jax.tree.map(lambda x: x[-1], still), z0, cfg.move_scale)
-    return MM.remember(memory, z_prev, acts_KA[0], short * (b > 0), b - 1)
+    return MM.remember(memory, z_prev, acts_KA[0], short * (b > 0), b - 1, written=b > 0)
 
   def run(params, key, state0, goal_obs):
     z_goal = encode(params, goal_obs)

@@ -10,13 +10,21 @@ and charges plans that take an action near a remembered one from near the same l
 proportion to how much of that move failed. The memory holds only what the planner itself saw
 (encoded observations and its own actions), never the environment's state.
 
-The goal a planner is handed becomes `Remembered(goal, starts, actions_MA, shortfall_M)`; a cost
-built with `with_blocked_move_penalty` reads the memory and passes `goal` on to the task cost.
-Planners pass the goal through untouched, so every planner works with it unchanged.
+The same memory also knows where the episode's blocks started. `visited_penalty` charges plans
+that lead back there while the agent is far from the goal: the latent goal energy is flat beyond
+~10 px (RMS latent difference saturates), so an agent on the wrong side of a long wall walks up
+and down the same stretch of it; charging returns fills that basin until a way out (the door)
+is cheaper. Near the goal it is off, so it never pushes an agent off the goal it reached.
+
+The goal a planner is handed becomes `Remembered(goal, starts, actions_MA, shortfall_M,
+written_M)`; a cost built with `with_blocked_move_penalty` reads the memory and passes `goal` on
+to the task cost. Planners pass the goal through untouched, so every planner works with it
+unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -30,22 +38,28 @@ class Remembered(NamedTuple):
   starts: Any  # latent each remembered move started from, leading axis M (ring buffer slots)
   actions_MA: jax.Array  # the plan action taken there (the first of its executed block)
   shortfall_M: jax.Array  # share of the predicted move that did not happen, in [0, 1]; 0: empty
+  # 1 where the slot holds a block the episode executed (the visited places); None: every slot
+  written_M: jax.Array | None = None
 
 
-def empty_memory(z, slots: int, action_dim: int) -> tuple[Any, jax.Array, jax.Array]:
-  """(starts, actions_MA, shortfall_M) with `slots` empty slots for latents shaped like `z`."""
+def empty_memory(z, slots: int, action_dim: int):
+  """(starts, actions_MA, shortfall_M, written_M) with `slots` empty slots for latents shaped like
+  `z`; `Remembered(goal, *memory)` hands it to a planner."""
   if not isinstance(slots, int) or slots <= 0:
     raise ValueError(f'empty_memory: slots must be a positive int, got {slots!r}')
   starts = jax.tree.map(lambda x: jnp.zeros((slots,) + jnp.shape(x), jnp.float32), z)
-  return starts, jnp.zeros((slots, action_dim), jnp.float32), jnp.zeros((slots,), jnp.float32)
+  zeros_M = jnp.zeros((slots,), jnp.float32)
+  return starts, jnp.zeros((slots, action_dim), jnp.float32), zeros_M, zeros_M
 
 
-def remember(memory, z, action_A, shortfall, index):
-  """Write one move into slot index % M (the oldest goes first once the ring is full)."""
-  starts, actions_MA, shortfall_M = memory
+def remember(memory, z, action_A, shortfall, index, written=1.0):
+  """Write one move into slot index % M (the oldest goes first once the ring is full); `written`
+  0 keeps the slot out of the visited places (a stand-in written before the first block)."""
+  starts, actions_MA, shortfall_M, written_M = memory
   slot = jnp.asarray(index) % shortfall_M.shape[0]
   starts = jax.tree.map(lambda s, x: s.at[slot].set(jnp.asarray(x, s.dtype)), starts, z)
-  return (starts, actions_MA.at[slot].set(action_A), shortfall_M.at[slot].set(shortfall))
+  return (starts, actions_MA.at[slot].set(action_A), shortfall_M.at[slot].set(shortfall),
+          written_M.at[slot].set(jnp.asarray(written, written_M.dtype)))
 
 
 def _check_radii(owner: str, radius: float, action_radius: float) -> None:
@@ -78,6 +92,12 @@ def move_shortfall(z_start, z_predicted, z_predicted_still, z_observed, scale: f
   return short * jnp.clip(predicted / scale, 0.0, 1.0)
 
 
+def _flat(tree, n: int, start: int = 0):
+  """Entries start..start+n-1 of a latent pytree's leading axis, flattened -> (n, F)."""
+  return jnp.concatenate([jnp.reshape(x[start:start + n], (n, -1)) for x in jax.tree.leaves(tree)],
+                         axis=-1)
+
+
 def blocked_move_penalty(z_traj, actions_HA, memory: Remembered, radius: float,
                          action_radius: float):
   """sum_{t=0..H-1} max_m shortfall_m * K(z_t, s_m; radius) * K(a_t, a_m; action_radius).
@@ -89,11 +109,8 @@ def blocked_move_penalty(z_traj, actions_HA, memory: Remembered, radius: float,
   """
   _check_radii('blocked_move_penalty', radius, action_radius)
   H = actions_HA.shape[0]
-  flat = lambda tree, n: jnp.concatenate(
-      [jnp.reshape(x[:n], (n, -1)) for x in jax.tree.leaves(tree)], axis=-1)
-  from_TF = flat(z_traj, H)
-  M = memory.shortfall_M.shape[0]
-  starts_MF = flat(memory.starts, M)
+  from_TF = _flat(z_traj, H)
+  starts_MF = _flat(memory.starts, memory.shortfall_M.shape[0])
   d2_TM = jnp.mean(jnp.square(from_TF[:, None, :] - starts_MF[None, :, :]), axis=-1)
   a2_TM = jnp.sum(jnp.square(actions_HA[:, None, :] - memory.actions_MA[None, :, :]), axis=-1)
   near_TM = memory.shortfall_M[None, :] * jnp.exp(-0.5 * d2_TM / radius ** 2
@@ -101,10 +118,56 @@ def blocked_move_penalty(z_traj, actions_HA, memory: Remembered, radius: float,
   return jnp.sum(jnp.max(near_TM, axis=-1))
 
 
+@dataclasses.dataclass(frozen=True)
+class VisitedPenalty:
+  """Charge for leading back to where the episode's blocks started, while far from the goal.
+
+  weight: per plan step (each pays at most `weight`); radius: kernel radius in RMS latent
+  difference; gate: (near, far) RMS latent difference between the present latent and the goal
+  over which the charge ramps from 0 to full (on the 12k Two Rooms encoder 0.8 / 0.9 are ~8 /
+  ~12 px; the difference saturates at ~0.9-0.95 beyond that). Under the two-level planner the
+  fine level's goal is the subgoal, so there the gate reads the distance to the subgoal.
+  """
+  weight: float
+  radius: float = 0.45
+  gate: tuple[float, float] = (0.8, 0.9)
+
+  def __post_init__(self):
+    if not self.weight >= 0:
+      raise ValueError(f'VisitedPenalty.weight must be >= 0, got {self.weight}')
+    if not self.radius > 0:
+      raise ValueError(f'VisitedPenalty.radius must be > 0, got {self.radius}')
+    near, far = self.gate
+    if not 0 <= near < far:
+      raise ValueError(f'VisitedPenalty.gate=(near, far) needs 0 <= near < far, got {self.gate}')
+
+
+def visited_penalty(z_traj, num_actions: int, memory: Remembered, goal, radius: float,
+                    gate: tuple[float, float]):
+  """ramp(rms(z_0, goal)) * sum_{t=1..H} max_m written_m * K(z_t, s_m; radius).
+
+  z_t (t >= 1) is the latent after plan action t, s_m the latent block m started from, K as in
+  `blocked_move_penalty`; ramp rises linearly from 0 at gate[0] to 1 at gate[1]. Each plan step
+  pays at most 1.
+  """
+  near, far = gate
+  to_TF = _flat(z_traj, num_actions, start=1)
+  M = memory.shortfall_M.shape[0]
+  starts_MF = _flat(memory.starts, M)
+  written_M = jnp.ones((M,)) if memory.written_M is None else memory.written_M
+  d2_TM = jnp.mean(jnp.square(to_TF[:, None, :] - starts_MF[None, :, :]), axis=-1)
+  near_TM = written_M[None, :] * jnp.exp(-0.5 * d2_TM / radius ** 2)
+  present = jax.tree.map(lambda x: x[0], z_traj)
+  on = jnp.clip((_rms(present, goal) - near) / (far - near), 0.0, 1.0)
+  return on * jnp.sum(jnp.max(near_TM, axis=-1))
+
+
 def with_blocked_move_penalty(cost_fn: CostFn, weight: float, radius: float,
-                              action_radius: float) -> CostFn:
+                              action_radius: float,
+                              visited: VisitedPenalty | None = None) -> CostFn:
   """cost(z_traj, actions_HA, Remembered) = cost_fn(z_traj, actions_HA, goal)
-  + weight * blocked_move_penalty(z_traj, actions_HA, memory, radius, action_radius)."""
+  + weight * blocked_move_penalty(z_traj, actions_HA, memory, radius, action_radius)
+  [+ visited.weight * visited_penalty(...) with `visited`]."""
   if not weight >= 0:
     raise ValueError(f'with_blocked_move_penalty: weight must be >= 0, got {weight}')
   _check_radii('with_blocked_move_penalty', radius, action_radius)
@@ -114,7 +177,13 @@ def with_blocked_move_penalty(cost_fn: CostFn, weight: float, radius: float,
       raise TypeError('with_blocked_move_penalty: the goal must be a Remembered(goal, starts, '
                       'actions_MA, shortfall_M) (the closed loop builds it when '
                       f'ClosedLoopConfig.move_memory > 0), got {type(task)}')
-    return (cost_fn(z_traj, actions_HA, task.goal)
-            + weight * blocked_move_penalty(z_traj, actions_HA, task, radius, action_radius))
+    total = cost_fn(z_traj, actions_HA, task.goal)
+    if weight:
+      total = total + weight * blocked_move_penalty(z_traj, actions_HA, task, radius,
+                                                    action_radius)
+    if visited is not None and visited.weight:
+      total = total + visited.weight * visited_penalty(
+          z_traj, actions_HA.shape[0], task, task.goal, visited.radius, visited.gate)
+    return total
 
   return cost
