@@ -36,9 +36,9 @@ def test_visited_penalty_by_hand():
   got = visited_penalty(z_traj, 3, mem, jnp.array([0.0]), radius=1.0, gate=(1.0, 2.0))
   want = 1.0 + K(0.5, 1.0) + K(6.0, 1.0)  # max over written slots per step; 9 -> 9 is not one
   np.testing.assert_allclose(got, want, rtol=1e-6)
-  # written_M None: every slot counts, and step 3 now lands on slot 2
-  got_all = visited_penalty(z_traj, 3, memory([[0.0], [3.0], [9.0]]), jnp.array([0.0]), 1.0,
-                            (1.0, 2.0))
+  # every slot written: step 3 now lands on slot 2
+  got_all = visited_penalty(z_traj, 3, memory([[0.0], [3.0], [9.0]], [1.0, 1.0, 1.0]),
+                            jnp.array([0.0]), 1.0, (1.0, 2.0))
   np.testing.assert_allclose(got_all, 1.0 + K(0.5, 1.0) + 1.0, rtol=1e-6)
 
 
@@ -123,14 +123,36 @@ def test_visited_config_is_off_by_default_on_in_the_learned_preset_and_read_from
       7.0, 0.2, (0.5, 0.7))
 
 
-@pytest.mark.parametrize('blocked, visited, match', [
-    (0.0, dict(weight=1.0), 'cost.blocked.weight'),  # it reads the memory of cost.blocked
-    (2.0, dict(weight=1.0, radius=-1.0), 'cost.visited: .*radius'),
-    (2.0, dict(weight=1.0, gate=(0.5,)), 'cost.visited.gate'),
+@pytest.mark.parametrize('visited, match', [
+    (dict(weight=1.0, radius=-1.0), 'cost.visited: .*radius'),
+    (dict(weight=1.0, gate=(0.5,)), 'cost.visited.gate'),
+    (dict(weight=1.0, gate=('near', 'far')), 'cost.visited.gate'),
+    (dict(weight=1.0, gate=(0.9, 0.8)), 'cost.visited: .*gate'),
 ])
-def test_visited_config_errors_name_the_key(blocked, visited, match):
+def test_visited_config_errors_name_the_key(visited, match):
   with pytest.raises(ValueError, match=match):
-    PE.visited_section(debug_cfg(blocked, **visited))
+    PE.visited_section(debug_cfg(**visited))
+
+
+def test_visited_penalty_needs_to_know_which_slots_were_written():
+  with pytest.raises(ValueError, match='written_M'):
+    visited_penalty(jnp.zeros((2, 1)), 1, Remembered(None, jnp.zeros((3, 1)), jnp.zeros((3, 2)),
+                                                     jnp.zeros(3)), jnp.ones(1), 1.0, (0.1, 0.2))
+
+
+@pytest.mark.parametrize('blocked', [2.0, 0.0])
+def test_the_evaluation_cost_adds_the_visit_charge_with_or_without_the_failed_move_charge(blocked):
+  """cost_fn with cost.visited on costs weight * visited_penalty more than with it off, and the
+  closed loop keeps the memory it reads even when cost.blocked is off."""
+  on, off = debug_cfg(blocked, weight=4.0, radius=0.5, gate=(0.1, 0.2)), debug_cfg(blocked)
+  assert PE.control_config(on).move_memory == PE.control_config(on).num_replans
+  z_traj, a = jnp.array([[3.0, 3.0], [0.0, 0.0], [1.0, 1.0]]), jnp.zeros((2, 2))
+  mem = Remembered(jnp.array([5.0, 5.0]), jnp.zeros((2, 2)), jnp.zeros((2, 2)), jnp.zeros(2),
+                   jnp.array([1.0, 0.0]))  # one written slot, right under the first plan step
+  charge = visited_penalty(z_traj, 2, mem, mem.goal, 0.5, (0.1, 0.2))
+  assert float(charge) > 1.0
+  cost_off = PE.cost_fn(off)(z_traj, a, mem) if blocked else PE.cost_fn(off)(z_traj, a, mem.goal)
+  np.testing.assert_allclose(PE.cost_fn(on)(z_traj, a, mem), cost_off + 4.0 * charge, rtol=1e-5)
 
 
 def test_visited_config_refuses_unknown_keys():

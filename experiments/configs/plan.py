@@ -33,7 +33,8 @@ Keys:
                     visited.weight/radius/gate: plans that lead back within ~radius of where
                     the episode's blocks started pay up to `weight` per plan step, while the
                     present latent is far from the goal (RMS latent difference ramping over
-                    gate = (near, far)); reads the memory of cost.blocked
+                    gate = (near, far)); reads the same memory as cost.blocked (its size:
+                    cost.blocked.slots), which is kept whenever either weight is > 0
   planner           horizon, action_bound (box +-bound), one section per planner;
                     mppi.noise_scales: per-sample multipliers of the noise (wide and narrow samples)
   hierarchy         enabled: a coarse planner (long macro actions) sets latent subgoals for the
@@ -98,7 +99,8 @@ def base() -> ml_collections.ConfigDict:
   # `slots` blocks (0: all), optionally pulled back to the trained params (`anchor`). Off: with
   # cpu_learned's memory, MPPI, 12 000-step model, 200 random-layout episodes: 93.5 % without,
   # 92.0 % with 1 step at learning_rate 0.03, 89.0 % with 2 steps at 0.1, and 1.8-1.9x the time
-  # (per-episode predictor weights); without the memory 84.0 % -> 86.5 % (2 steps at 0.1). A
+  # (per-episode predictor weights); without the memory 84.0 % -> 86.5 % (2 steps at 0.1); all
+  # measured before cost.visited was on in cpu_learned (session 24). A
   # corrected push generalises ~3 px along the wall, about as far as the memory's kernel
   # (BUILD_NOTES session 22).
   c.adapt = ml_collections.ConfigDict(dict(steps=0, learning_rate=0.1, clip=1.0, anchor=0.0,

@@ -91,6 +91,18 @@ def blocked_section(cfg):
   blk = cfg.cost.get('blocked', None)
   if blk is None or not float(blk.get('weight', 0.0)):
     return None
+  return _checked_memory(blk)
+
+
+def memory_section(cfg):
+  """`cost.blocked`, whose `slots` and `radius` size the closed loop's memory, when either charge
+  that reads the memory is on (`cost.blocked` or `cost.visited`), else None."""
+  if blocked_section(cfg) is None and visited_section(cfg) is None:
+    return None
+  return _checked_memory(cfg.cost.blocked)
+
+
+def _checked_memory(blk):
   for key in ('radius', 'action_radius'):
     if not float(blk.get(key, 0.0)) > 0:
       raise ValueError(f'cost.blocked.{key} must be > 0 (radius: RMS latent difference; '
@@ -103,23 +115,25 @@ def blocked_section(cfg):
 
 
 def visited_section(cfg) -> VisitedPenalty | None:
-  """`cost.visited` (weight, radius, gate) or None when its weight is 0. It reads the memory that
-  `cost.blocked` keeps, so it needs that on."""
+  """`cost.visited` (weight, radius, gate) or None when its weight is 0. It reads the memory whose
+  size `cost.blocked.slots` sets (kept whenever either charge is on)."""
   vis = cfg.cost.get('visited', None)
-  if vis is None or not float(vis.get('weight', 0.0)):
+  if vis is None:
     return None
-  if blocked_section(cfg) is None:
-    raise ValueError('cost.visited.weight > 0 charges returns to the places kept in the memory '
-                     'of cost.blocked, which is off (cost.blocked.weight = 0); set '
-                     'cost.blocked.weight > 0 or cost.visited.weight = 0')
   unknown = sorted(set(vis.keys()) - {'weight', 'radius', 'gate'})
   if unknown:
     raise ValueError(f"cost.visited: unknown keys {unknown}; choose from ['gate', 'radius', "
                      "'weight']")
-  gate = tuple(float(g) for g in vis.get('gate', (0.8, 0.9)))
-  if len(gate) != 2:
-    raise ValueError(f'cost.visited.gate must be (near, far), two RMS latent differences, got '
-                     f'{vis.gate!r}')
+  if not float(vis.get('weight', 0.0)):
+    return None
+  gate = vis.get('gate', (0.8, 0.9))
+  try:
+    gate = tuple(float(g) for g in gate)
+    if len(gate) != 2:
+      raise ValueError
+  except (TypeError, ValueError):
+    raise ValueError(f'cost.visited.gate must be (near, far), two RMS latent differences to the '
+                     f'goal, e.g. (0.8, 0.9), got {gate!r}') from None
   try:
     return VisitedPenalty(float(vis.weight), float(vis.get('radius', 0.45)), gate)
   except ValueError as e:
@@ -153,7 +167,7 @@ def control_config(cfg) -> ClosedLoopConfig:
                         cold_restart=c.get('cold_restart', False))
   if adapt_config(cfg) is not None:
     cl = dataclasses.replace(cl, adapt_slots=int(cfg.adapt.get('slots', 0)) or cl.num_replans)
-  blk = blocked_section(cfg)
+  blk = memory_section(cfg)
   if blk is None:
     return cl
   return dataclasses.replace(cl, move_memory=int(blk.get('slots', 0)) or cl.num_replans,
@@ -230,7 +244,7 @@ def cost_fn(cfg, project=None, distance=None):
   if distance is not None:
     terms.append(distance)
   total = terms[0][1] if len(terms) == 1 else costs.weighted_sum(terms)
-  blk = blocked_section(cfg)
+  blk = memory_section(cfg)
   if blk is None:
     return total
   return with_blocked_move_penalty(total, float(blk.weight), float(blk.radius),

@@ -42,8 +42,9 @@ class ClosedLoopConfig:
   shift_fill: str = 'last'  # warm start padding, see rollout.shift_plan
   cold_restart: bool = False  # also plan from an all-zero plan each replan; keep the cheaper plan
   # > 0: remember the last `move_memory` executed blocks as (start latent, first action, share of
-  # the predicted move that did not happen) and hand the planner Remembered(z_goal, ...) as its
-  # goal; its cost must read it (planning/move_memory.with_blocked_move_penalty)
+  # the predicted move that did not happen, written) and hand the planner Remembered(z_goal, ...)
+  # as its goal; its cost must read it (planning/move_memory.with_blocked_move_penalty: failed
+  # moves, and with `visited` the places the blocks started from)
   move_memory: int = 0
   move_scale: float = 1.0  # RMS latent move below which a predicted move counts only in part
   # > 0: store the last `adapt_slots` executed blocks as transitions and adapt the model's params

@@ -13,9 +13,11 @@ Cold restart of the fine level happens here, not in the closed loop: the closed 
 the costs of two calls, and two calls would set two different subgoals whose costs do not
 compare. Here both fine searches aim at the same subgoal and the cheaper plan is kept.
 
-A goal handed in as `Remembered` (the closed loop's memory of moves that did not happen,
-planning/move_memory.py) keeps its memory at both levels: the high level's cost charges macro
-actions that repeat a failed move, and the fine level aims at the subgoal with the same memory.
+A goal handed in as `Remembered` (the closed loop's memory of moves that did not happen and of
+the places the episode has been, planning/move_memory.py) keeps its memory at both levels: the
+high level's cost charges macro actions that repeat a failed move or lead back to a visited
+place, and the fine level aims at the subgoal with the same memory (its visited charge is then
+gated by the distance to the subgoal).
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ class Remembered(NamedTuple):
   starts: Any  # latent each remembered move started from, leading axis M (ring buffer slots)
   actions_MA: jax.Array  # the plan action taken there (the first of its executed block)
   shortfall_M: jax.Array  # share of the predicted move that did not happen, in [0, 1]; 0: empty
-  # 1 where the slot holds a block the episode executed (the visited places); None: every slot
+  # 1 where the slot holds a block the episode executed (the visited places); None: unknown (only
+  # the failed-move charge can read such a memory)
   written_M: jax.Array | None = None
 
 
@@ -109,13 +110,17 @@ def blocked_move_penalty(z_traj, actions_HA, memory: Remembered, radius: float,
   """
   _check_radii('blocked_move_penalty', radius, action_radius)
   H = actions_HA.shape[0]
-  from_TF = _flat(z_traj, H)
-  starts_MF = _flat(memory.starts, memory.shortfall_M.shape[0])
-  d2_TM = jnp.mean(jnp.square(from_TF[:, None, :] - starts_MF[None, :, :]), axis=-1)
   a2_TM = jnp.sum(jnp.square(actions_HA[:, None, :] - memory.actions_MA[None, :, :]), axis=-1)
-  near_TM = memory.shortfall_M[None, :] * jnp.exp(-0.5 * d2_TM / radius ** 2
-                                                   - 0.5 * a2_TM / action_radius ** 2)
+  near_TM = (memory.shortfall_M[None, :] * _latent_kernel_TM(_flat(z_traj, H), memory, radius)
+             * jnp.exp(-0.5 * a2_TM / action_radius ** 2))
   return jnp.sum(jnp.max(near_TM, axis=-1))
+
+
+def _latent_kernel_TM(points_TF, memory: Remembered, radius: float):
+  """K(x_t, s_m; radius) between flattened latents (T, F) and the memory's starts -> (T, M)."""
+  starts_MF = _flat(memory.starts, memory.shortfall_M.shape[0])
+  d2_TM = jnp.mean(jnp.square(points_TF[:, None, :] - starts_MF[None, :, :]), axis=-1)
+  return jnp.exp(-0.5 * d2_TM / radius ** 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,8 +130,10 @@ class VisitedPenalty:
   weight: per plan step (each pays at most `weight`); radius: kernel radius in RMS latent
   difference; gate: (near, far) RMS latent difference between the present latent and the goal
   over which the charge ramps from 0 to full (on the 12k Two Rooms encoder 0.8 / 0.9 are ~8 /
-  ~12 px; the difference saturates at ~0.9-0.95 beyond that). Under the two-level planner the
-  fine level's goal is the subgoal, so there the gate reads the distance to the subgoal.
+  ~12 px; the difference saturates at ~0.9-0.95 beyond that). The present latent is the first
+  of the trajectory the cost is handed: under the two-level planner the fine level's goal is
+  the subgoal, so there the gate reads the distance to the subgoal, and the 'tail' selection's
+  high-level tail is charged from the fine plan's end.
   """
   weight: float
   radius: float = 0.45
@@ -148,15 +155,15 @@ def visited_penalty(z_traj, num_actions: int, memory: Remembered, goal, radius: 
 
   z_t (t >= 1) is the latent after plan action t, s_m the latent block m started from, K as in
   `blocked_move_penalty`; ramp rises linearly from 0 at gate[0] to 1 at gate[1]. Each plan step
-  pays at most 1.
+  pays at most 1. The memory must say which slots were written (`written_M`): an empty slot's
+  start is a zero latent, not a place the agent has been.
   """
+  if memory.written_M is None:
+    raise ValueError('visited_penalty: the memory has no written_M (which slots hold executed '
+                     'blocks); build it with empty_memory / remember, as the closed loop does')
   near, far = gate
-  to_TF = _flat(z_traj, num_actions, start=1)
-  M = memory.shortfall_M.shape[0]
-  starts_MF = _flat(memory.starts, M)
-  written_M = jnp.ones((M,)) if memory.written_M is None else memory.written_M
-  d2_TM = jnp.mean(jnp.square(to_TF[:, None, :] - starts_MF[None, :, :]), axis=-1)
-  near_TM = written_M[None, :] * jnp.exp(-0.5 * d2_TM / radius ** 2)
+  near_TM = memory.written_M[None, :] * _latent_kernel_TM(
+      _flat(z_traj, num_actions, start=1), memory, radius)
   present = jax.tree.map(lambda x: x[0], z_traj)
   on = jnp.clip((_rms(present, goal) - near) / (far - near), 0.0, 1.0)
   return on * jnp.sum(jnp.max(near_TM, axis=-1))
@@ -175,7 +182,7 @@ def with_blocked_move_penalty(cost_fn: CostFn, weight: float, radius: float,
   def cost(z_traj, actions_HA, task: Remembered):
     if not isinstance(task, Remembered):
       raise TypeError('with_blocked_move_penalty: the goal must be a Remembered(goal, starts, '
-                      'actions_MA, shortfall_M) (the closed loop builds it when '
+                      'actions_MA, shortfall_M, written_M) (the closed loop builds it when '
                       f'ClosedLoopConfig.move_memory > 0), got {type(task)}')
     total = cost_fn(z_traj, actions_HA, task.goal)
     if weight:
