@@ -14,7 +14,8 @@ The same memory also knows where the episode's blocks started. `visited_penalty`
 that lead back there while the agent is far from the goal: the latent goal energy is flat beyond
 ~10 px (RMS latent difference saturates), so an agent on the wrong side of a long wall walks up
 and down the same stretch of it; charging returns fills that basin until a way out (the door)
-is cheaper. Near the goal it is off, so it never pushes an agent off the goal it reached.
+is cheaper. It is off within the gate's near distance of the goal (~8 px by default), so it does
+not push an agent off a goal it has reached.
 
 The goal a planner is handed becomes `Remembered(goal, starts, actions_MA, shortfall_M,
 written_M)`; a cost built with `with_blocked_move_penalty` reads the memory and passes `goal` on
@@ -144,6 +145,8 @@ class VisitedPenalty:
       raise ValueError(f'VisitedPenalty.weight must be >= 0, got {self.weight}')
     if not self.radius > 0:
       raise ValueError(f'VisitedPenalty.radius must be > 0, got {self.radius}')
+    if len(self.gate) != 2:
+      raise ValueError(f'VisitedPenalty.gate must be (near, far), got {self.gate}')
     near, far = self.gate
     if not 0 <= near < far:
       raise ValueError(f'VisitedPenalty.gate=(near, far) needs 0 <= near < far, got {self.gate}')
