@@ -109,6 +109,31 @@ def per_position_vc_loss(z_BND):
   return var_N.mean(), cov_N.mean()
 
 
+def masked_content_vc_loss(z_BnD, idx_Bn, num_positions: int, gamma: float = 1.0,
+                           eps: float = 1e-4):
+  """VICReg variance + covariance of token content when each video shows its own subset of
+  token positions (the context of tube masks): every token minus the mean of the batch's tokens
+  at its position, then both terms over all those deviations pooled. -> (var, cov).
+
+  With the per-position means removed, a position code (what every video has at a position)
+  contributes nothing, so only features that vary with the video can meet the variance hinge;
+  the pooled covariance keeps those features decorrelated, which holds the effective rank up.
+  Degrees of freedom: the number of tokens minus the number of positions shown (one mean each),
+  the unbiased pooled within-position estimate, like variance_loss's ddof=1."""
+  d = z_BnD.shape[-1]
+  rows = z_BnD.reshape(-1, d).astype(jnp.float32)
+  pos = idx_Bn.reshape(-1)
+  count_N = jnp.zeros((num_positions,), jnp.float32).at[pos].add(1.0)
+  mean_ND = jnp.zeros((num_positions, d), jnp.float32).at[pos].add(rows)
+  mean_ND = mean_ND / jnp.maximum(count_N, 1.0)[:, None]
+  dev = rows - mean_ND[pos]
+  dof = jnp.maximum(rows.shape[0] - jnp.sum(count_N > 0), 1)
+  std = jnp.sqrt(jnp.sum(dev**2, axis=0) / dof + eps)
+  cov = dev.T @ dev / dof
+  off = cov - jnp.diag(jnp.diag(cov))
+  return jnp.mean(jax.nn.relu(gamma - std)), jnp.sum(off**2) / d
+
+
 # ----------------------------------------------------------------------------- world models
 
 def multistep_prediction_loss(pred_BH, target_BH, kind: str = "l2"):

@@ -42,5 +42,29 @@ def test_regulariser_adds_weighted_terms_to_the_loss():
 def test_regulariser_without_a_future_view_is_a_clear_error():
   cfg = debug_config("debug")
   cfg.loss.var_weight = 1.0
-  with pytest.raises(ValueError, match="context_frames"):
+  with pytest.raises(ValueError, match="context_frames.*vc_views='all'"):
     jepa.make_train_step(jepa.make_models(cfg), cfg, 10)
+  cfg.loss.vc_views = "every"
+  with pytest.raises(ValueError, match="loss.vc_views='every'"):
+    jepa.make_train_step(jepa.make_models(cfg), cfg, 10)
+
+
+def test_tube_views_are_regularised_by_content_with_vc_views_all():
+  def config(var_weight, cov_weight):
+    cfg = debug_config("debug")
+    cfg.masks = [ml_collections.ConfigDict(m) for m in (
+        dict(num_blocks=2, spatial_scale=(0.3, 0.3), aspect=(0.75, 1.5)),   # tube view
+        dict(num_blocks=0, spatial_scale=(0.15, 0.15), context_frames=0.5))]  # future view
+    cfg.loss.update(var_weight=var_weight, cov_weight=cov_weight, vc_views="all")
+    return cfg
+
+  plain = _loss_and_metrics(config(0.0, 0.0))
+  reg = _loss_and_metrics(config(2.0, 0.5))
+  assert {"reg/var_view0", "reg/cov_view0", "reg/var_view1", "reg/cov_view1"} <= set(reg)
+  assert 0.0 < reg["reg/var_view0"] <= 1.0 and reg["reg/cov_view0"] >= 0.0
+  np.testing.assert_allclose([reg["loss_view0"], reg["loss_view1"]],
+                             [plain["loss_view0"], plain["loss_view1"]], rtol=1e-6)
+  # Weighted terms averaged over the two regularised views.
+  extra = (2.0 * (reg["reg/var_view0"] + reg["reg/var_view1"]) +
+           0.5 * (reg["reg/cov_view0"] + reg["reg/cov_view1"])) / 2
+  np.testing.assert_allclose(reg["loss"], plain["loss"] + extra, rtol=1e-5)

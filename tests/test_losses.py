@@ -121,6 +121,58 @@ def test_per_position_vc_loss_matches_per_position_terms():
   assert float(losses.per_position_vc_loss(pos_only)[0]) == pytest.approx(1 - 0.01, abs=1e-6)
 
 
+def _masked_content_by_hand(z_BnD, idx_Bn, gamma=1.0, eps=1e-4):
+  rows, pos = z_BnD.reshape(-1, z_BnD.shape[-1]).astype(np.float64), idx_Bn.reshape(-1)
+  dev = rows.copy()
+  for p in np.unique(pos):
+    dev[pos == p] -= rows[pos == p].mean(0)
+  dof = len(rows) - len(np.unique(pos))
+  std = np.sqrt((dev**2).sum(0) / dof + eps)
+  cov = dev.T @ dev / dof
+  return np.mean(np.maximum(gamma - std, 0.0)), np.sum((cov - np.diag(np.diag(cov)))**2) / len(cov)
+
+
+def test_masked_content_vc_loss_against_a_hand_computation():
+  rng = np.random.default_rng(1)
+  # 5 videos, 3 of 6 positions shown each (positions 4 and 5 by one video only, one never).
+  idx = np.array([[0, 1, 2], [0, 1, 3], [1, 2, 3], [0, 2, 4], [1, 3, 5]], np.int32)
+  z = rng.normal(size=(5, 3, 4)).astype(np.float32) * np.array([0.3, 1.0, 2.0, 0.5])
+  var, cov = losses.masked_content_vc_loss(z, idx, 7)
+  want_var, want_cov = _masked_content_by_hand(z, idx)
+  assert float(var) == pytest.approx(want_var, rel=1e-5)
+  assert float(cov) == pytest.approx(want_cov, rel=1e-4)
+
+
+def test_masked_content_vc_loss_with_every_position_shown_is_the_centred_vicreg():
+  rng = np.random.default_rng(2)
+  z = rng.normal(size=(8, 3, 4)).astype(np.float32)
+  idx = np.broadcast_to(np.arange(3, dtype=np.int32), (8, 3))
+  centred = z - z.mean(0, keepdims=True)
+  # Pooled over positions, unbiased with one mean per position: n - 1 -> 24 - 3 rows.
+  std = np.sqrt((centred.reshape(-1, 4)**2).sum(0) / 21 + 1e-4)
+  var, _ = losses.masked_content_vc_loss(z, idx, 3)
+  assert float(var) == pytest.approx(np.mean(np.maximum(1 - std, 0)), rel=1e-5)
+
+
+def test_masked_content_vc_loss_ignores_position_codes():
+  rng = np.random.default_rng(3)
+  idx = np.stack([rng.permutation(6)[:4] for _ in range(5)]).astype(np.int32)
+  code_ND = rng.normal(size=(6, 4)).astype(np.float32) * 10.0  # what every video has at a position
+  content = rng.normal(size=(5, 4, 4)).astype(np.float32)
+  base = losses.masked_content_vc_loss(content, idx, 6)
+  with_code = losses.masked_content_vc_loss(content + code_ND[idx], idx, 6)
+  np.testing.assert_allclose(np.array(with_code), np.array(base), rtol=1e-4, atol=1e-6)
+  # Position codes alone pay the full variance hinge and no covariance, while variance_loss,
+  # pooled over tokens, is met by them.
+  var, cov = losses.masked_content_vc_loss(code_ND[idx], idx, 6)
+  assert float(var) == pytest.approx(1 - 0.01, abs=1e-4) and float(cov) == pytest.approx(0, abs=1e-6)
+  assert float(losses.variance_loss(code_ND[idx])) < 0.1
+  # Tokens reordered within each video, with their positions: the same terms.
+  perm = rng.permutation(4)
+  np.testing.assert_allclose(np.array(losses.masked_content_vc_loss(content[:, perm], idx[:, perm], 6)),
+                             np.array(base), rtol=1e-5)
+
+
 # --- EMA ------------------------------------------------------------------------------------------
 
 def test_ema_update_math():

@@ -54,11 +54,13 @@ def base() -> ml_collections.ConfigDict:
       size="micro", patch_size=(4, 8, 8), dtype="float32", scan=False, remat=False,
       predictor=dict(width=64, depth=2, num_heads=4)))
   c.masks = [ml_collections.ConfigDict(m) for m in VJEPA_MASKS]
-  # var/cov_weight: VICReg terms per token position on the context encoder of future views.
+  # var/cov_weight: VICReg terms on the context encoder's tokens, of the views vc_views names:
+  # 'future' (past -> future views, per token position) or 'all' (tube views too, on each
+  # token's deviation from its position's batch mean; losses.masked_content_vc_loss).
   # target_norm: 'layer' (V-JEPA) or 'position_batch' (per position over the batch: removes the
   # position code from the targets; an experiment, see BUILD_NOTES session 3).
   c.loss = ml_collections.ConfigDict(dict(kind="l1", var_weight=0.0, cov_weight=0.0,
-                                          target_norm="layer"))
+                                          vc_views="future", target_norm="layer"))
 
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-3, warmup_init_lr=1e-4, final_lr=1e-6, warmup_steps=50,

@@ -204,14 +204,19 @@ def qrl_loss(module, params, dual, batch, cfg: DistanceConfig):
       d_mean=jnp.mean(d_far), step_d_mean=jnp.mean(d_step), violation=violation, dual=lam))
 
 
+def _gradient_step(tx, objective, params, opt_state):
+  """One optimiser step on objective(params) -> (loss, aux): -> (params, opt_state, loss, aux)."""
+  (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state, loss, aux
+
+
 def make_qrl_train_step(module, tx, cfg: DistanceConfig):
   @jax.jit
   def train_step(params, dual, opt_state, z_LGT, key):
     batch = sample_qrl_batch(key, z_LGT, cfg.batch_size, cfg)
-    (loss, (violation, aux)), grads = jax.value_and_grad(
-        lambda p: qrl_loss(module, p, dual, batch, cfg), has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
+    params, opt_state, loss, (violation, aux) = _gradient_step(
+        tx, lambda p: qrl_loss(module, p, dual, batch, cfg), params, opt_state)
     # dual ascent: lambda grows while the mean squared excess of recorded steps over 1 is above
     # qrl_tolerance^2
     dual = dual + cfg.qrl_dual_lr * (violation - cfg.qrl_tolerance ** 2)
@@ -224,10 +229,8 @@ def make_train_step(module, tx, cfg: DistanceConfig):
   @jax.jit  # the latents are an argument, not a closure constant (XLA would bake them in)
   def train_step(params, target_params, opt_state, z_LGT, key):
     batch = sample_batch(key, z_LGT, cfg.batch_size, cfg)
-    (loss, aux), grads = jax.value_and_grad(
-        lambda p: td_loss(module, p, target_params, batch, cfg), has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
+    params, opt_state, loss, aux = _gradient_step(
+        tx, lambda p: td_loss(module, p, target_params, batch, cfg), params, opt_state)
     target_params = optax.incremental_update(params, target_params, cfg.polyak)
     return params, target_params, opt_state, dict(loss=loss, **aux)
 

@@ -25,6 +25,9 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # 'physics': balls under gravity (data/physics.py); 'two_rooms': the world model's Two Rooms walks
 # as action-free videos (data/two_rooms_videos.py), stage 1 of the two-stage world model.
 DATA_SOURCES = ("physics", "two_rooms")
+# Which mask views loss.var_weight / cov_weight regularise: 'future' (past -> future views only,
+# per token position) or 'all' (tube views too, by masked_content_vc_loss).
+VC_VIEWS = ("future", "all")
 
 
 def _dtype(name: str):
@@ -149,11 +152,17 @@ def make_train_step(models: JEPAModels, cfg, total_steps: int):
   if target_norm not in losses.TARGET_NORMS:
     raise ValueError(f"config.loss.target_norm={target_norm!r}: choose one of "
                      f"{losses.TARGET_NORMS}")
-  content_views = [i for i, m in enumerate(cfg.masks) if m.get("context_frames") is not None]
-  if (var_w or cov_w) and not content_views:
+  vc_views = cfg.loss.get("vc_views", "future")
+  if vc_views not in VC_VIEWS:
+    raise ValueError(f"config.loss.vc_views={vc_views!r}: choose one of {VC_VIEWS}")
+  future_views = [i for i, m in enumerate(cfg.masks) if m.get("context_frames") is not None]
+  reg_views = future_views if vc_views == "future" else list(range(len(cfg.masks)))
+  if (var_w or cov_w) and not reg_views:
     raise ValueError("loss.var_weight/cov_weight regularise the context encoder of past -> "
-                     "future mask views (fixed token positions); add a masks entry with "
-                     "context_frames, or set the weights to 0")
+                     "future mask views (loss.vc_views='future'), and there is none: add a "
+                     "masks entry with context_frames, set loss.vc_views='all' (every view, "
+                     "tube views by their content), or set the weights to 0")
+  num_tokens = int(np.prod(models.grid_shape))
 
   def loss_fn(params, target_params, batch):
     h_raw, h = target_features(models, target_params, batch["frames"], target_norm)
@@ -166,12 +175,15 @@ def make_train_step(models: JEPAModels, cfg, total_steps: int):
       target = jnp.take_along_axis(h, view["tgt"][..., None], axis=1)
       view_losses.append(losses.latent_prediction_loss(pred, target, cfg.loss.kind))
       preds.append(pred)
-      if i in content_views and (var_w or cov_w):
-        # Future views see the same token positions in every video: regularise per position.
-        reg[f"var_view{i}"], reg[f"cov_view{i}"] = losses.per_position_vc_loss(z_ctx)
+      if i in reg_views and (var_w or cov_w):
+        if i in future_views:  # the same token positions in every video: per position
+          reg[f"var_view{i}"], reg[f"cov_view{i}"] = losses.per_position_vc_loss(z_ctx)
+        else:  # each video shows its own positions: pooled deviations from position means
+          reg[f"var_view{i}"], reg[f"cov_view{i}"] = losses.masked_content_vc_loss(
+              z_ctx, view["ctx"], num_tokens)
     loss = jnp.mean(jnp.stack(view_losses))
     if reg:
-      n = len(content_views)
+      n = len(reg_views)
       loss = loss + (var_w * sum(v for k, v in reg.items() if k.startswith("var")) +
                      cov_w * sum(v for k, v in reg.items() if k.startswith("cov"))) / n
     aux = {"views": view_losses, "target_raw": jax.lax.stop_gradient(h_raw), "pred": preds[0],
