@@ -4,17 +4,36 @@ import jax
 import jax.numpy as jnp
 
 
-def latent_prediction_loss(pred, target, kind: str = "l1", beta: float = 1.0):
-  """Mean over all elements. 'l1' (V-JEPA), 'smooth_l1' (I-JEPA, Huber with `beta`), 'l2'."""
+def elementwise_prediction_loss(pred, target, kind: str = "l1", beta: float = 1.0):
+  """Per element: 'l1' (V-JEPA), 'smooth_l1' (I-JEPA, Huber with `beta`), 'l2'."""
   diff = pred.astype(jnp.float32) - target.astype(jnp.float32)
   if kind == "l1":
-    return jnp.mean(jnp.abs(diff))
+    return jnp.abs(diff)
   if kind == "smooth_l1":
     a = jnp.abs(diff)
-    return jnp.mean(jnp.where(a < beta, 0.5 * diff**2 / beta, a - 0.5 * beta))
+    return jnp.where(a < beta, 0.5 * diff**2 / beta, a - 0.5 * beta)
   if kind == "l2":
-    return jnp.mean(diff**2)
+    return diff**2
   raise ValueError(f"unknown loss kind {kind!r}; choose 'l1', 'smooth_l1' or 'l2' (config loss.kind)")
+
+
+def latent_prediction_loss(pred, target, kind: str = "l1", beta: float = 1.0):
+  """Mean over all elements of elementwise_prediction_loss."""
+  return jnp.mean(elementwise_prediction_loss(pred, target, kind, beta))
+
+
+def focal_token_loss(pred_BND, target_BND, kind: str = "l1", hard_weight: float = 0.0):
+  """-> (weighted loss, plain mean). Each token's error (mean over features) weighted by (its
+  error / the mean token error)^hard_weight, without gradient through the weight, as a focal
+  loss does: rare hard tokens (moving objects among a static background) get more of the
+  gradient. The weights are not renormalised (as the frame JEPA's, train/frame_jepa.py);
+  hard_weight (>= 0) 0 is the plain mean."""
+  err_BN = elementwise_prediction_loss(pred_BND, target_BND, kind).mean(-1)
+  plain = jnp.mean(err_BN)
+  if not hard_weight:
+    return plain, plain
+  weight = jax.lax.stop_gradient((err_BN / jnp.maximum(plain, 1e-12)) ** hard_weight)
+  return jnp.mean(weight * err_BN), plain
 
 
 # How targets are normalised (config.loss.target_norm): 'layer' = layer_norm_no_affine per token

@@ -1,4 +1,5 @@
-"""Past -> future mask views with the per-position VICReg terms, in the real train step."""
+"""Loss options in the real train step: past -> future mask views with per-position VICReg,
+VICReg on tube views (loss.vc_views), focal token weighting (loss.hard_weight)."""
 
 import jax
 import ml_collections
@@ -68,3 +69,17 @@ def test_tube_views_are_regularised_by_content_with_vc_views_all():
   extra = (2.0 * (reg["reg/var_view0"] + reg["reg/var_view1"]) +
            0.5 * (reg["reg/cov_view0"] + reg["reg/cov_view1"])) / 2
   np.testing.assert_allclose(reg["loss"], plain["loss"] + extra, rtol=1e-5)
+
+
+def test_focal_weighting_changes_the_objective_not_the_reported_view_losses():
+  plain = _loss_and_metrics(debug_config("debug"))
+  cfg = debug_config("debug")
+  cfg.loss.hard_weight = 2.0
+  focal = _loss_and_metrics(cfg)
+  # Same init and batch: the per-view losses are the plain means; the objective is weighted,
+  # and with unnormalised weights (mean(e^a) / mean(e)^a >= 1) it is larger.
+  np.testing.assert_allclose(focal["loss_view0"], plain["loss_view0"], rtol=1e-6)
+  assert focal["loss"] > plain["loss"]
+  cfg.loss.hard_weight = -1.0
+  with pytest.raises(ValueError, match="config.loss.hard_weight=-1.0"):
+    jepa.make_train_step(jepa.make_models(cfg), cfg, 10)

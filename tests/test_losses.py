@@ -121,6 +121,29 @@ def test_per_position_vc_loss_matches_per_position_terms():
   assert float(losses.per_position_vc_loss(pos_only)[0]) == pytest.approx(1 - 0.01, abs=1e-6)
 
 
+def test_focal_token_loss_by_hand():
+  # Two tokens of two features; L1 token errors 1 and 3 (mean 2): weights (1/2)^2, (3/2)^2.
+  pred = np.array([[[1.0, -1.0], [3.0, 3.0]]], np.float32)
+  target = np.zeros_like(pred)
+  fit, plain = losses.focal_token_loss(pred, target, "l1", hard_weight=2.0)
+  assert float(plain) == pytest.approx(2.0)
+  assert float(fit) == pytest.approx((0.25 * 1 + 2.25 * 3) / 2)
+  fit0, plain0 = losses.focal_token_loss(pred, target, "l1", hard_weight=0.0)
+  assert float(fit0) == float(plain0) == float(losses.latent_prediction_loss(pred, target, "l1"))
+
+
+def test_focal_token_loss_has_no_gradient_through_its_weights():
+  rng = np.random.default_rng(4)
+  pred = jnp.asarray(rng.normal(size=(2, 5, 3)), jnp.float32)
+  target = jnp.asarray(rng.normal(size=(2, 5, 3)), jnp.float32)
+  grad = jax.grad(lambda p: losses.focal_token_loss(p, target, "l2", 3.0)[0])(pred)
+  err = np.mean((np.array(pred) - np.array(target))**2, -1)
+  weight = (err / err.mean())**3
+  # d/dp of mean_tokens(w * mean_features((p - t)^2)) with w held fixed.
+  want = weight[..., None] * 2 * (np.array(pred) - np.array(target)) / (10 * 3)
+  np.testing.assert_allclose(np.array(grad), want, rtol=1e-4, atol=1e-7)
+
+
 def _masked_content_by_hand(z_BnD, idx_Bn, gamma=1.0, eps=1e-4):
   rows, pos = z_BnD.reshape(-1, z_BnD.shape[-1]).astype(np.float64), idx_Bn.reshape(-1)
   dev = rows.copy()
@@ -165,12 +188,13 @@ def test_masked_content_vc_loss_ignores_position_codes():
   # Position codes alone pay the full variance hinge and no covariance, while variance_loss,
   # pooled over tokens, is met by them.
   var, cov = losses.masked_content_vc_loss(code_ND[idx], idx, 6)
-  assert float(var) == pytest.approx(1 - 0.01, abs=1e-4) and float(cov) == pytest.approx(0, abs=1e-6)
+  assert float(var) == pytest.approx(1 - 0.01, abs=1e-4)
+  assert float(cov) == pytest.approx(0, abs=1e-6)
   assert float(losses.variance_loss(code_ND[idx])) < 0.1
   # Tokens reordered within each video, with their positions: the same terms.
   perm = rng.permutation(4)
-  np.testing.assert_allclose(np.array(losses.masked_content_vc_loss(content[:, perm], idx[:, perm], 6)),
-                             np.array(base), rtol=1e-5)
+  reordered = losses.masked_content_vc_loss(content[:, perm], idx[:, perm], 6)
+  np.testing.assert_allclose(np.array(reordered), np.array(base), rtol=1e-5)
 
 
 # --- EMA ------------------------------------------------------------------------------------------

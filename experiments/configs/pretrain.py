@@ -59,8 +59,11 @@ def base() -> ml_collections.ConfigDict:
   # token's deviation from its position's batch mean; losses.masked_content_vc_loss).
   # target_norm: 'layer' (V-JEPA) or 'position_batch' (per position over the batch: removes the
   # position code from the targets; an experiment, see BUILD_NOTES session 3).
+  # hard_weight: each target token's error weighted by (error / mean)^hard_weight (focal; the
+  # frame JEPA's, see losses.focal_token_loss); 0 the plain mean.
   c.loss = ml_collections.ConfigDict(dict(kind="l1", var_weight=0.0, cov_weight=0.0,
-                                          vc_views="future", target_norm="layer"))
+                                          vc_views="future", target_norm="layer",
+                                          hard_weight=0.0))
 
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-3, warmup_init_lr=1e-4, final_lr=1e-6, warmup_steps=50,

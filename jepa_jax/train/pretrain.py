@@ -163,17 +163,23 @@ def make_train_step(models: JEPAModels, cfg, total_steps: int):
                      "masks entry with context_frames, set loss.vc_views='all' (every view, "
                      "tube views by their content), or set the weights to 0")
   num_tokens = int(np.prod(models.grid_shape))
+  hard_weight = float(cfg.loss.get("hard_weight", 0.0))
+  if not hard_weight >= 0:
+    raise ValueError(f"config.loss.hard_weight={hard_weight}: 0 (the plain mean of token "
+                     "errors) or a positive exponent")
 
   def loss_fn(params, target_params, batch):
     h_raw, h = target_features(models, target_params, batch["frames"], target_norm)
     h = jax.lax.stop_gradient(h)
-    view_losses, preds, reg = [], [], {}
+    view_losses, view_fits, preds, reg = [], [], [], {}
     for i, view in enumerate(batch["masks"]):
       z_ctx = models.encoder.apply({"params": params["encoder"]}, batch["frames"], view["ctx"])
       pred = models.predictor.apply({"params": params["predictor"]}, z_ctx, view["ctx"],
                                     view["tgt"])
       target = jnp.take_along_axis(h, view["tgt"][..., None], axis=1)
-      view_losses.append(losses.latent_prediction_loss(pred, target, cfg.loss.kind))
+      fit, plain = losses.focal_token_loss(pred, target, cfg.loss.kind, hard_weight)
+      view_fits.append(fit)
+      view_losses.append(plain)
       preds.append(pred)
       if i in reg_views and (var_w or cov_w):
         if i in future_views:  # the same token positions in every video: per position
@@ -181,7 +187,7 @@ def make_train_step(models: JEPAModels, cfg, total_steps: int):
         else:  # each video shows its own positions: pooled deviations from position means
           reg[f"var_view{i}"], reg[f"cov_view{i}"] = losses.masked_content_vc_loss(
               z_ctx, view["ctx"], num_tokens)
-    loss = jnp.mean(jnp.stack(view_losses))
+    loss = jnp.mean(jnp.stack(view_fits))
     if reg:
       n = len(reg_views)
       loss = loss + (var_w * sum(v for k, v in reg.items() if k.startswith("var")) +
