@@ -22,6 +22,14 @@ def latent_prediction_loss(pred, target, kind: str = "l1", beta: float = 1.0):
   return jnp.mean(elementwise_prediction_loss(pred, target, kind, beta))
 
 
+def check_hard_weight(hard_weight: float, key: str):
+  """The focal exponent (focal_token_loss, the frame JEPA's loss) must be >= 0; `key` names the
+  config key in the error."""
+  if not hard_weight >= 0:
+    raise ValueError(f"{key}={hard_weight}: 0 (the plain mean of token errors) or a positive "
+                     "exponent")
+
+
 def focal_token_loss(pred_BND, target_BND, kind: str = "l1", hard_weight: float = 0.0):
   """-> (weighted loss, plain mean). Each token's error (mean over features) weighted by (its
   error / the mean token error)^hard_weight, without gradient through the weight, as a focal

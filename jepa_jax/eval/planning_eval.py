@@ -97,8 +97,9 @@ def blocked_section(cfg):
 def memory_section(cfg):
   """`cost.blocked`, whose `slots` and `radius` size the closed loop's memory, when either charge
   that reads the memory is on (`cost.blocked` or `cost.visited`), else None."""
-  if blocked_section(cfg) is None and visited_section(cfg) is None:
-    return None
+  blk = blocked_section(cfg)
+  if blk is not None or visited_section(cfg) is None:
+    return blk
   return _checked_memory(cfg.cost.blocked)
 
 

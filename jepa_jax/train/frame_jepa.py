@@ -64,9 +64,7 @@ def check_predicted_frames(steps: int, input_norm: bool, ahead: int = 1):
 
 
 def check_hard_weight(hard_weight: float):
-  if not hard_weight >= 0:
-    raise ValueError(f"frame.hard_weight={hard_weight}: 0 (the plain mean of token errors) or a "
-                     "positive exponent")
+  losses.check_hard_weight(hard_weight, "frame.hard_weight")
 
 
 def check_rollout(rollout: int, input_norm: bool, ahead: int = 1):

@@ -164,9 +164,7 @@ def make_train_step(models: JEPAModels, cfg, total_steps: int):
                      "tube views by their content), or set the weights to 0")
   num_tokens = int(np.prod(models.grid_shape))
   hard_weight = float(cfg.loss.get("hard_weight", 0.0))
-  if not hard_weight >= 0:
-    raise ValueError(f"config.loss.hard_weight={hard_weight}: 0 (the plain mean of token "
-                     "errors) or a positive exponent")
+  losses.check_hard_weight(hard_weight, "config.loss.hard_weight")
 
   def loss_fn(params, target_params, batch):
     h_raw, h = target_features(models, target_params, batch["frames"], target_norm)
