@@ -30,18 +30,24 @@ def check_hard_weight(hard_weight: float, key: str):
                      "exponent")
 
 
-def focal_token_loss(pred_BND, target_BND, kind: str = "l1", hard_weight: float = 0.0):
-  """-> (weighted loss, plain mean). Each token's error (mean over features) weighted by (its
-  error / the mean token error)^hard_weight, without gradient through the weight, as a focal
-  loss does: rare hard tokens (moving objects among a static background) get more of the
-  gradient. The weights are not renormalised (as the frame JEPA's, train/frame_jepa.py);
-  hard_weight (>= 0) 0 is the plain mean."""
-  err_BN = elementwise_prediction_loss(pred_BND, target_BND, kind).mean(-1)
-  plain = jnp.mean(err_BN)
+def focal_mean(err, hard_weight: float = 0.0, axis=None):
+  """-> (weighted mean, plain mean) of per-token errors `err`. Each error is weighted by (it /
+  the mean error over `axis`, None: all)^hard_weight, without gradient through the weight, as a
+  focal loss does: rare hard tokens (moving objects among a static background, contacts) get
+  more of the gradient. The weights are not renormalised, so their mean (>= 1) also scales the
+  term against the others; hard_weight (>= 0) 0 is the plain mean."""
+  plain = jnp.mean(err)
   if not hard_weight:
     return plain, plain
-  weight = jax.lax.stop_gradient((err_BN / jnp.maximum(plain, 1e-12)) ** hard_weight)
-  return jnp.mean(weight * err_BN), plain
+  ref = jnp.mean(err, axis=axis, keepdims=True)
+  weight = jax.lax.stop_gradient((err / jnp.maximum(ref, 1e-12)) ** hard_weight)
+  return jnp.mean(weight * err), plain
+
+
+def focal_token_loss(pred_BND, target_BND, kind: str = "l1", hard_weight: float = 0.0):
+  """-> (weighted loss, plain mean): focal_mean of the token errors (mean over features),
+  relative to the mean token error of the batch."""
+  return focal_mean(elementwise_prediction_loss(pred_BND, target_BND, kind).mean(-1), hard_weight)
 
 
 # How targets are normalised (config.loss.target_norm): 'layer' = layer_norm_no_affine per token
@@ -85,11 +91,16 @@ def variance_loss(z, gamma: float = 1.0, eps: float = 1e-4):
 def covariance_loss(z):
   """VICReg covariance term: sum of squared off-diagonal covariances / D."""
   z = _flatten_rows(z)
-  n, d = z.shape
+  n = z.shape[0]
   z = z - z.mean(0)
-  cov = z.T @ z / (n - 1)
-  off = cov - jnp.diag(jnp.diag(cov))
-  return jnp.sum(off**2) / d
+  return off_diagonal_penalty(z.T @ z / (n - 1))
+
+
+def off_diagonal_penalty(cov_DD):
+  """VICReg's covariance penalty of a (D, D) covariance matrix: squared off-diagonal entries
+  summed, / D."""
+  off = cov_DD - jnp.diag(jnp.diag(cov_DD))
+  return jnp.sum(off**2) / cov_DD.shape[0]
 
 
 def feature_std(z):
@@ -156,9 +167,7 @@ def masked_content_vc_loss(z_BnD, idx_Bn, num_positions: int, gamma: float = 1.0
   dev = rows - mean_ND[pos]
   dof = jnp.maximum(rows.shape[0] - jnp.sum(count_N > 0), 1)
   std = jnp.sqrt(jnp.sum(dev**2, axis=0) / dof + eps)
-  cov = dev.T @ dev / dof
-  off = cov - jnp.diag(jnp.diag(cov))
-  return jnp.mean(jax.nn.relu(gamma - std)), jnp.sum(off**2) / d
+  return jnp.mean(jax.nn.relu(gamma - std)), off_diagonal_penalty(dev.T @ dev / dof)
 
 
 # ----------------------------------------------------------------------------- world models

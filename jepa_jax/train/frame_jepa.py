@@ -201,14 +201,9 @@ def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight
   target, base = model.targets_and_bases(params["target_encoder"], clips_BTHWC, k, t - k - r + 1)
   pred = model.rollout(params["predictor"], windows(model.predictor_inputs(z_BThwD), k), r, base)
   token_err = jnp.mean(jnp.abs(pred - windows(target, r)), axis=-1)
-  pred_loss = jnp.mean(token_err)
-  fit = pred_loss
-  if hard_weight:
-    # Relative to each predicted frame's mean: errors grow with the horizon, and a far frame
-    # would otherwise take every weight (one frame: the batch mean).
-    mean_R = jnp.mean(token_err, axis=(0, 2, 3), keepdims=True)
-    weight = jax.lax.stop_gradient((token_err / jnp.maximum(mean_R, 1e-12)) ** hard_weight)
-    fit = jnp.mean(weight * token_err)
+  # Focal weights relative to each predicted frame's mean: errors grow with the horizon, and a
+  # far frame would otherwise take every weight (one frame: the batch mean).
+  fit, pred_loss = losses.focal_mean(token_err, hard_weight, axis=(0, 2, 3))
   var, cov = losses.variance_loss(z_BThwD), losses.covariance_loss(z_BThwD)
   metrics = {"pred_loss": pred_loss, "var_loss": var, "cov_loss": cov,
              "latent_std": jnp.mean(losses.feature_std(z_BThwD))}
