@@ -88,10 +88,6 @@ def test_head_is_a_quasimetric_at_any_parameters(shape, latent_ndim):
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
-def step_is_reversed(here, there):
-  return (there[:, 2] < here[:, 2])[:, None]
-
-
 def _indexed_latents(L, G, T):
   l, g, t = np.meshgrid(np.arange(L), np.arange(G), np.arange(T), indexing='ij')
   return jnp.asarray(np.stack([l, g, t], -1), jnp.float32)
@@ -101,35 +97,62 @@ def _indexed_latents(L, G, T):
 def test_qrl_batch_pairs_share_a_layout_and_steps_are_recorded(reversible):
   cfg = gd.DistanceConfig(objective='qrl', reversible=reversible)
   z = _indexed_latents(5, 4, 9)
-  state, goal, here, there = map(np.asarray, jax.jit(
+  state, goal, after, reversed_B = map(np.asarray, jax.jit(
       lambda k: gd.sample_qrl_batch(k, z, 4000, cfg))(jax.random.key(0)))
   np.testing.assert_array_equal(goal[:, 0], state[:, 0])  # same layout
   assert len(np.unique(goal[:, 1])) == 4 and goal[:, 2].max() == 8  # any walk, any frame
-  np.testing.assert_array_equal(state, np.where(step_is_reversed(here, there), there, here))
-  np.testing.assert_array_equal(here[:, :2], there[:, :2])  # one walk
-  step = there[:, 2] - here[:, 2]
+  np.testing.assert_array_equal(after[:, :2], state[:, :2])  # one walk
+  np.testing.assert_array_equal(after[:, 2], state[:, 2] + 1)  # its next frame
   assert state[:, 2].max() == 7  # the state is the step's first frame
+  here, there = map(np.asarray, gd.recorded_step(jnp.asarray(state), jnp.asarray(after),
+                                                 jnp.asarray(reversed_B)))
+  step = there[:, 2] - here[:, 2]
+  np.testing.assert_array_equal(step, np.where(reversed_B, -1.0, 1.0))
   if reversible:
-    assert set(np.unique(step)) == {-1.0, 1.0} and abs(np.mean(step)) < 0.05
+    assert abs(np.mean(step)) < 0.05
   else:
-    assert np.all(step == 1)
+    assert not reversed_B.any()
+
+
+class _Table:
+  """A table-lookup 'module' d(s, g) = table[s, g] on scalar latents, split like
+  QuasimetricDistance (the embedding is the latent itself); counts the embedded latents."""
+  embedded = 0
+
+  def apply(self, table, *args, method=None):
+    if method == 'embed_latents':
+      _Table.embedded += args[0].shape[0]
+      return args[0]
+    s, g = args
+    return table[s.astype(jnp.int32), g.astype(jnp.int32)]
 
 
 def test_qrl_loss_by_hand():
-  """A table-lookup 'module' d(s, g) = table[s, g] on scalar latents."""
-  class Table:
-    def apply(self, table, s, g):
-      return table[s.astype(jnp.int32), g.astype(jnp.int32)]
   table = jnp.array([[0., 150., 2.5], [1., 0., 0.5], [300., 0., 0.]])
   cfg = gd.DistanceConfig(objective='qrl', qrl_margin=200.0, qrl_softness=0.05)
-  batch = (jnp.array([0., 2.]), jnp.array([1., 0.]),  # random pairs: d = 150, 300
-           jnp.array([0., 1.]), jnp.array([2., 2.]))   # recorded steps: d = 2.5, 0.5
-  loss, (violation, m) = gd.qrl_loss(Table(), table, jnp.float32(0.0), batch, cfg)
+  # (state, goal) pairs (0, 1), (2, 0): d = 150, 300. Recorded steps: state 0 -> after 2, and
+  # state 2 with after 1 reversed, 1 -> 2: d = 2.5, 0.5.
+  batch = (jnp.array([0., 2.]), jnp.array([1., 0.]), jnp.array([2., 1.]),
+           jnp.array([False, True]))
+  _Table.embedded = 0
+  loss, (violation, m) = gd.qrl_loss(_Table(), table, jnp.float32(0.0), batch, cfg)
+  assert _Table.embedded == 3 * 2  # state, goal and after, once each
   sp = lambda x: np.log1p(np.exp(x))
   push = np.mean([sp(0.05 * 50) / 0.05, sp(0.05 * -100) / 0.05])
+  assert float(m['step_d_mean']) == pytest.approx((2.5 + 0.5) / 2)
   assert float(violation) == pytest.approx((1.5 ** 2 + 0.0) / 2)
   assert float(loss) == pytest.approx(push + np.log(2) * 1.125, rel=1e-5)
   assert float(m['dual']) == pytest.approx(np.log(2))
+
+
+def test_head_split_call_equals_call():
+  head = QuasimetricDistance(channels=(4,), hidden=(8,), components=4, component_dim=3)
+  z = jax.random.normal(jax.random.key(0), (2, 5, 16, 4))
+  params = head.init(jax.random.key(1), z[0], z[1])
+  e = [head.apply(params, x, method='embed_latents') for x in z]
+  assert e[0].shape == (5, 4, 3)
+  np.testing.assert_allclose(head.apply(params, *e, method='from_embeddings'),
+                             head.apply(params, z[0], z[1]), rtol=1e-6)
 
 
 def test_qrl_fit_composes_steps_into_walks_no_walk_took():

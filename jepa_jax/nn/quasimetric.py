@@ -67,7 +67,9 @@ class QuasimetricDistance(nn.Module):
   """d(z, z_goal) = IQE(embed(z), embed(z_goal)): a learned quasimetric between latents.
 
   The embedding sees one latent at a time (the same parameters for both); `latent_ndim` as in
-  heads.GoalDistance. The max/mean mix of the components is learned.
+  heads.GoalDistance. The max/mean mix of the components is learned. `embed_latents` and
+  `from_embeddings` split the call, so a loss that measures several pairs among few latents
+  embeds each latent once.
   """
   channels: Sequence[int] = (32, 64)
   hidden: Sequence[int] = (256, 256)
@@ -75,9 +77,18 @@ class QuasimetricDistance(nn.Module):
   component_dim: int = 8
   latent_ndim: int = 2
 
-  @nn.compact
+  def setup(self):
+    # The attribute names are the parameter names ('embed', 'max_logit').
+    self.embed = LatentEmbedding(self.channels, self.hidden, self.components, self.component_dim,
+                                 self.latent_ndim)
+    self.max_logit = self.param("max_logit", nn.initializers.zeros, ())  # 0: half max, half mean
+
+  def embed_latents(self, z):
+    """Latent(s) -> (..., components, component_dim)."""
+    return self.embed(z)
+
+  def from_embeddings(self, e_KM, e_goal_KM):
+    return iqe(e_KM, e_goal_KM, jax.nn.sigmoid(self.max_logit))
+
   def __call__(self, z, z_goal):
-    embed = LatentEmbedding(self.channels, self.hidden, self.components, self.component_dim,
-                            self.latent_ndim, name="embed")
-    max_logit = self.param("max_logit", nn.initializers.zeros, ())  # 0: half max, half mean
-    return iqe(embed(z), embed(z_goal), jax.nn.sigmoid(max_logit))
+    return self.from_embeddings(self.embed(z), self.embed(z_goal))

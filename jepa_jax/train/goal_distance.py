@@ -174,28 +174,36 @@ def td_loss(module, params, target_params, batch, cfg: DistanceConfig):
 
 
 def sample_qrl_batch(key, z_LGT, batch: int, cfg: DistanceConfig):
-  """(state, goal): pairs of one layout, the state the recorded step's first frame (so never a
-  walk's last frame) and the goal any frame of any of the layout's walks; (here, there): that
-  recorded step, reversed for half of them when cfg.reversible."""
+  """(state, goal, after, reversed_B): pairs of one layout, the state the recorded step's first
+  frame (so never a walk's last frame) and the goal any frame of any of the layout's walks;
+  `after` the step's second frame. The recorded step runs state -> after, or after -> state
+  where reversed_B (half of them when cfg.reversible, none otherwise); see `recorded_step`."""
   L, G, T = z_LGT.shape[:3]
   k_l, k_g, k_t, k_g2, k_t2, k_rev = jax.random.split(key, 6)
   l = jax.random.randint(k_l, (batch,), 0, L)
   g, t = jax.random.randint(k_g, (batch,), 0, G), jax.random.randint(k_t, (batch,), 0, T - 1)
   g2, t2 = jax.random.randint(k_g2, (batch,), 0, G), jax.random.randint(k_t2, (batch,), 0, T)
-  state, after = z_LGT[l, g, t], z_LGT[l, g, t + 1]
-  here, there = state, after
-  if cfg.reversible:
-    rev = jax.random.bernoulli(k_rev, 0.5, (batch,)).reshape((batch,) + (1,) * (state.ndim - 1))
-    here, there = jnp.where(rev, after, state), jnp.where(rev, state, after)
-  return state, z_LGT[l, g2, t2], here, there
+  reversed_B = jax.random.bernoulli(k_rev, 0.5, (batch,)) & cfg.reversible
+  return z_LGT[l, g, t], z_LGT[l, g2, t2], z_LGT[l, g, t + 1], reversed_B
+
+
+def recorded_step(state, after, reversed_B):
+  """(here, there) of the recorded steps: (state, after), swapped where reversed_B; works on
+  latents and on their embeddings alike (reversed_B broadcast over the trailing axes)."""
+  rev = reversed_B.reshape(reversed_B.shape + (1,) * (state.ndim - 1))
+  return jnp.where(rev, after, state), jnp.where(rev, state, after)
 
 
 def qrl_loss(module, params, dual, batch, cfg: DistanceConfig):
   """-(soft-capped distance of random pairs) + lambda * E[relu(d(step) - 1)^2]; lambda =
-  softplus(dual). Returns (loss, (step violation, metrics))."""
-  state, goal, here, there = batch
-  d_far = module.apply(params, state, goal)
-  d_step = module.apply(params, here, there)
+  softplus(dual). Returns (loss, (step violation, metrics)). Each of the three latents of a
+  row (state, goal, after) is embedded once; the two pairs are measured on the embeddings."""
+  state, goal, after, reversed_B = batch
+  embed = lambda z: module.apply(params, z, method="embed_latents")
+  distance = lambda e, e_goal: module.apply(params, e, e_goal, method="from_embeddings")
+  e_state = embed(state)
+  d_far = distance(e_state, embed(goal))
+  d_step = distance(*recorded_step(e_state, embed(after), reversed_B))
   beta = cfg.qrl_softness
   push = jnp.mean(jax.nn.softplus(beta * (cfg.qrl_margin - d_far)) / beta)
   violation = jnp.mean(jnp.square(jax.nn.relu(d_step - 1.0)))
