@@ -9,8 +9,9 @@ architecture at random init (same surprise function), a pixel predictor trained 
 same possible videos, and a frame-level JEPA (conv encoder per frame, next-frame latent
 predictor; train/frame_jepa.py) trained here on possible videos of the same physics (balls may
 also start at rest: frame.train_min_speed), with its random init and a next-frame pixel
-predictor (eval/frame_pixel_baseline.py) trained on the same videos beside it.
-Prints pairwise accuracy / AUROC per violation type; writes results.json and
+predictor (eval/frame_pixel_baseline.py) trained on the same videos beside it. Two model-free
+scores (eval/motion_baseline.py: more change / less change, more surprise) show which violation
+types the amount of motion alone gives away. Prints pairwise accuracy / AUROC per violation type; writes results.json and
 surprise_<model>.png (surprise over time, violation frame marked).
 """
 
@@ -26,7 +27,8 @@ from ml_collections import config_flags
 
 from experiments.configs import pretrain as pretrain_configs
 from jepa_jax.data import violations as voe
-from jepa_jax.eval import frame_pixel_baseline, pixel_baseline, pretrained, surprise, voe_metrics
+from jepa_jax.eval import (frame_pixel_baseline, motion_baseline, pixel_baseline, pretrained,
+                           surprise, voe_metrics)
 from jepa_jax.train import frame_jepa, loop
 from jepa_jax.train import pretrain as jepa
 
@@ -237,6 +239,14 @@ def main(argv):
           frame_pixel_baseline.window_error_fn(pmodel, fm.context), pparams,
           fm.context + fm.horizon, frame_shape, 1)
       settings["frame_pixel"] = (fs, fm.context + fm.horizon)
+
+  if cfg.motion_baselines:
+    # Model-free: how far the amount of change alone separates the twins of each type, on the
+    # windows of the model they are read against (the frame JEPA's when it is on).
+    ms, mwindow = settings["frame_jepa"] if cfg.frame.enabled else (cfg.surprise, window)
+    for name, m in motion_baseline.surprise_models(mwindow, frame_shape,
+                                                   min(ms.context_frames)).items():
+      surprise_models[name], settings[name] = m, (ms, mwindow)
 
   # --- Benchmark ---------------------------------------------------------------------------------
   t0 = time.time()

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = ("vjepa", "random_init", "pixel", "frame_jepa", "frame_random_init", "frame_pixel")
+MODELS = ("vjepa", "random_init", "pixel", "frame_jepa", "frame_random_init", "frame_pixel",
+          "motion", "stillness")
 
 
 def _run(workdir, *overrides):
@@ -44,6 +45,8 @@ def test_debug_preset_scores_every_model(tmp_path):
   # The frame JEPA scores its own windows: 2 context + 2 predicted frames, stride 1.
   frame_ends = results["models"]["frame_jepa"]["window_end_frames"]
   assert frame_ends == list(range(3, results["config"]["benchmark"]["num_frames"]))
+  for name in ("motion", "stillness"):  # the model-free checks score the same windows
+    assert results["models"][name]["window_end_frames"] == frame_ends
   assert os.path.isfile(tmp_path / "accuracy.png")
 
   # Rerun with other scoring: the saved frame JEPA is reused, also when it was saved before
