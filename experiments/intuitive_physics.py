@@ -11,8 +11,8 @@ predictor; train/frame_jepa.py) trained here on possible videos of the same phys
 also start at rest: frame.train_min_speed), with its random init and a next-frame pixel
 predictor (eval/frame_pixel_baseline.py) trained on the same videos beside it. Two model-free
 scores (eval/motion_baseline.py: more change / less change, more surprise) show which violation
-types the amount of motion alone gives away. Prints pairwise accuracy / AUROC per violation type; writes results.json and
-surprise_<model>.png (surprise over time, violation frame marked).
+types the amount of motion alone gives away. Prints pairwise accuracy / AUROC per violation
+type; writes results.json and surprise_<model>.png (surprise over time, violation frame marked).
 """
 
 import dataclasses
