@@ -20,6 +20,12 @@ from jepa_jax.eval import surprise
 KINDS = ("motion", "stillness")
 
 
+def check_context(context_frames: int, window: int):
+  if not 1 <= context_frames < window:
+    raise ValueError(f"context_frames={context_frames}: need at least one context frame and "
+                     f"one predicted frame in a window of {window}")
+
+
 def window_error_fn(kind: str):
   """The surprise driver's interface: (params (unused), clips_BWHWC uint8, context_frames) ->
   (B,)."""
@@ -28,10 +34,7 @@ def window_error_fn(kind: str):
 
   def window_error(params, clips_BWHWC, context_frames: int):
     del params
-    w = clips_BWHWC.shape[1]
-    if not 1 <= context_frames < w:
-      raise ValueError(f"context_frames={context_frames}: need at least one context frame and "
-                       f"one predicted frame in a window of {w}")
+    check_context(context_frames, clips_BWHWC.shape[1])
     x = clips_BWHWC[:, context_frames - 1:].astype(jnp.float32) / 255.0
     change_B = jnp.mean(jnp.abs(x[:, 1:] - x[:, :-1]), axis=(1, 2, 3, 4))
     return change_B if kind == "motion" else 1.0 - change_B
@@ -42,8 +45,6 @@ def window_error_fn(kind: str):
 def surprise_models(window: int, frame_shape, context_frames: int) -> dict:
   """{'motion': SurpriseModel, 'stillness': SurpriseModel} on windows of `window` frames (score
   them with context_frames=(context_frames,), as the model they are compared with)."""
-  if not 1 <= context_frames < window:
-    raise ValueError(f"context_frames={context_frames} must leave a predicted frame in the "
-                     f"window of {window}")
+  check_context(context_frames, window)
   return {kind: surprise.SurpriseModel(window_error_fn(kind), None, window, tuple(frame_shape), 1)
           for kind in KINDS}
