@@ -59,11 +59,12 @@ def pretrain_if_needed(cfg, workdir: str) -> str:
 
 # cfg.frame keys that change the trained frame JEPA (the others only change how it is scored).
 FRAME_TRAINING_KEYS = ("steps", "batch_size", "lr", "context", "ahead", "rollout", "input_norm",
-                       "width", "dim", "ema", "var", "cov", "clips_per_video", "windows_per_clip",
-                       "residual", "hard_weight", "train_min_speed")
+                       "width", "dim", "dilations", "ema", "var", "cov", "clips_per_video",
+                       "windows_per_clip", "residual", "hard_weight", "train_min_speed")
 # Training keys added after frame JEPAs were first saved, with the value those were trained with
 # (train_min_speed: the pretraining's lowest speed, filled in by frame_keys_since).
-FRAME_KEYS_SINCE = {"windows_per_clip": 1, "residual": False, "hard_weight": 0.0}
+FRAME_KEYS_SINCE = {"windows_per_clip": 1, "residual": False, "hard_weight": 0.0,
+                    "dilations": [1, 2, 4, 1]}
 
 
 def frame_keys_since(pcfg) -> dict:
@@ -88,7 +89,10 @@ def frame_train_data_config(cfg, pcfg) -> ml_collections.ConfigDict:
 def frame_training_settings(cfg, pcfg, frame_shape) -> dict:
   """What the frame JEPA trained in this run depends on: the seed, cfg.frame's training keys,
   and the videos (the pretraining's data config and frame shape); JSON-comparable."""
-  return {"seed": cfg.seed, **{k: cfg.frame[k] for k in FRAME_TRAINING_KEYS},
+  # Sequences as lists, as they come back from the saved JSON.
+  return {"seed": cfg.seed,
+          **{k: list(v) if isinstance(v, (tuple, list)) else v
+             for k, v in ((k, cfg.frame[k]) for k in FRAME_TRAINING_KEYS)},
           "frame_shape": list(frame_shape), "data": json.loads(pcfg.data.to_json_best_effort())}
 
 
@@ -123,7 +127,8 @@ def frame_jepa_if_needed(cfg, train_source, frame_shape, out: str, wanted: dict,
       batch_size=fm.batch_size, lr=fm.lr, ema=fm.ema, var_weight=fm.var, cov_weight=fm.cov,
       rollout=fm.rollout, input_norm=fm.input_norm, ahead=fm.ahead,
       clips_per_video=fm.clips_per_video, windows_per_clip=fm.windows_per_clip,
-      residual=fm.residual, hard_weight=fm.hard_weight, seed=cfg.seed, verbose=True)
+      residual=fm.residual, hard_weight=fm.hard_weight, seed=cfg.seed,
+      dilations=tuple(fm.dilations), verbose=True)
   print(f"frame JEPA: {fm.steps} steps in {(time.time() - t0) / 60:.1f} min, final prediction "
         f"loss {history[-1]['pred_loss']:.4g}; saved to {out}")
   frame_jepa.save(out, model, params, frame_shape, {"training": wanted, "history": history})
@@ -183,6 +188,7 @@ def main(argv):
     frame_wanted = frame_training_settings(cfg, pcfg, frame_shape)
     frame_jepa.check_rollout(cfg.frame.rollout, cfg.frame.input_norm, cfg.frame.ahead)
     frame_jepa.check_hard_weight(cfg.frame.hard_weight)
+    frame_jepa.check_dilations(cfg.frame.dilations)
     frame_source = jepa.make_source(frame_train_data_config(cfg, pcfg), "train")
     frame_jepa.clip_frames(cfg.frame.context, cfg.frame.rollout, cfg.frame.windows_per_clip,
                            physics.num_frames)

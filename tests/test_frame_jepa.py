@@ -245,6 +245,15 @@ def test_save_load_round_trip(tmp_path):
     fj.load(str(tmp_path / "nothing"))
 
 
+def test_dilations_set_the_predictor_and_bad_ones_are_refused():
+  model = fj.make_model(context=K, width=8, dim=D, dilations=[1, 1])
+  assert model.predictor.dilations == (1, 1)
+  assert fj.architecture(model)["dilations"] == [1, 1]
+  for bad in ((), (1, 0), (1.5,)):
+    with pytest.raises(ValueError, match="frame.dilations="):
+      fj.make_model(context=K, width=8, dim=D, dilations=bad)
+
+
 def test_window_error_rejects_short_context(model_params):
   model, params = model_params
   with pytest.raises(ValueError, match="at least its 2 context frames"):

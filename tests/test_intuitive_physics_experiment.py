@@ -55,7 +55,7 @@ def test_debug_preset_scores_every_model(tmp_path):
   meta_path = tmp_path / "frame_jepa" / "frame_jepa.json"
   with open(meta_path) as f:
     meta = json.load(f)
-  for key in ("windows_per_clip", "residual", "train_min_speed"):
+  for key in ("windows_per_clip", "residual", "train_min_speed", "dilations"):
     del meta["training"][key]
   del meta["architecture"]["residual"]
   with open(meta_path, "w") as f:
@@ -71,6 +71,12 @@ def test_debug_preset_scores_every_model(tmp_path):
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.lr=0.5")
   assert proc.returncode != 0 and "trained with other settings" in proc.stderr
   assert "'lr': (0.001, 0.5)" in proc.stderr
+  # Saved before dilations existed: read as the predictor's (1, 2, 4, 1), so others are refused.
+  proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.train_min_speed=1.0",
+              "--config.frame.dilations=(1, 1)")
+  assert proc.returncode != 0 and "'dilations': ([1, 2, 4, 1], [1, 1])" in proc.stderr
+  proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.dilations=(1, 0)")
+  assert proc.returncode != 0 and "frame.dilations=(1, 0)" in proc.stderr
   # Saved before train_min_speed existed: trained on the pretraining's speeds (lowest 1.0).
   proc = _run(tmp_path, "--config.pixel.enabled=False")
   assert proc.returncode != 0 and "'train_min_speed': (1.0, 0.0)" in proc.stderr

@@ -67,6 +67,16 @@ def check_hard_weight(hard_weight: float):
   losses.check_hard_weight(hard_weight, "frame.hard_weight")
 
 
+def check_dilations(dilations) -> tuple[int, ...]:
+  """The predictor's residual blocks, one dilation each; its receptive field is about
+  2 * sum(dilations) + 3 cells of 4 px (nn/frame_jepa.py)."""
+  dilations = tuple(dilations)
+  if not dilations or not all(isinstance(d, int) and d >= 1 for d in dilations):
+    raise ValueError(f"frame.dilations={dilations}: one positive integer per residual block of "
+                     "the predictor, e.g. (1, 2, 4, 1)")
+  return dilations
+
+
 def check_rollout(rollout: int, input_norm: bool, ahead: int = 1):
   """Training predicts `rollout` frames per clip: at least the `ahead` the predictor outputs
   (untrained outputs would be scored), more only with feedback (check_predicted_frames)."""
@@ -146,8 +156,9 @@ def make_model(context: int, width: int, dim: int, input_norm: bool = False,
     raise ValueError(f"frame.context={context}: the predictor needs at least 1 frame")
   if ahead < 1:
     raise ValueError(f"frame.ahead={ahead}: the predictor outputs at least 1 frame")
+  dilations = check_dilations(dilations)
   return FrameJEPA(FrameEncoder(width, dim),
-                   NextFramePredictor(width, dim, tuple(dilations), ahead), context, input_norm,
+                   NextFramePredictor(width, dim, dilations, ahead), context, input_norm,
                    residual)
 
 
@@ -281,14 +292,14 @@ def train_frame_jepa(source, *, context: int, width: int, dim: int, steps: int, 
                      rollout: int = 1, input_norm: bool = False, ahead: int = 1,
                      clips_per_video: int = 4, windows_per_clip: int = 1,
                      residual: bool = False, hard_weight: float = 0.0, seed: int = 0,
-                     log_every: int = 50, verbose: bool = False):
+                     dilations=(1, 2, 4, 1), log_every: int = 50, verbose: bool = False):
   """Trains on clips of `source` videos ({'frames': (T, H, W, C) uint8}), each holding
   windows_per_clip windows of context + rollout frames (clip_frames). -> (model, params,
   history)."""
   check_rollout(rollout, input_norm, ahead)
   check_hard_weight(hard_weight)
   clip_len = clip_frames(context, rollout, windows_per_clip)
-  model = make_model(context, width, dim, input_norm, ahead=ahead, residual=residual)
+  model = make_model(context, width, dim, input_norm, dilations, ahead=ahead, residual=residual)
   frame_shape = source[0]["frames"].shape[1:]
   params = init_params(model, frame_shape, seed)
   tx = make_optimizer(lr, steps)
