@@ -11,7 +11,6 @@ from jepa_jax import planning as P
 from jepa_jax.envs import two_rooms as tr
 from jepa_jax.eval import analytic_world_model as awm
 from jepa_jax.eval import planning_eval as PE
-from jepa_jax.eval import planning_tasks as T
 from jepa_jax.eval.world_models import load_world_model
 from jepa_jax.planning.closed_loop import ClosedLoopConfig, make_closed_loop, planning_step
 from jepa_jax.planning.goal_rollout import corrected_cost, with_goal_rollout
