@@ -64,7 +64,7 @@ FRAME_TRAINING_KEYS = ("steps", "batch_size", "lr", "context", "ahead", "rollout
 # Training keys added after frame JEPAs were first saved, with the value those were trained with
 # (train_min_speed: the pretraining's lowest speed, filled in by frame_keys_since).
 FRAME_KEYS_SINCE = {"windows_per_clip": 1, "residual": False, "hard_weight": 0.0,
-                    "dilations": [1, 2, 4, 1]}
+                    "dilations": list(frame_jepa.DILATIONS)}
 
 
 def frame_keys_since(pcfg) -> dict:

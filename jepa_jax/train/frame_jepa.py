@@ -51,6 +51,7 @@ from jepa_jax.train import checkpoint
 from jepa_jax.train.clip_training import make_optimizer, run_steps, sample_clips
 
 TRAINED = ("encoder", "predictor")  # the optimiser's params; "target_encoder" follows by EMA
+DILATIONS = (1, 2, 4, 1)  # the predictor's default residual blocks (receptive field 19 cells)
 
 
 def check_predicted_frames(steps: int, input_norm: bool, ahead: int = 1):
@@ -150,7 +151,7 @@ class FrameJEPA:
 
 
 def make_model(context: int, width: int, dim: int, input_norm: bool = False,
-               dilations=(1, 2, 4, 1), ahead: int = 1, residual: bool = False) -> FrameJEPA:
+               dilations=DILATIONS, ahead: int = 1, residual: bool = False) -> FrameJEPA:
   """The architecture from its hyperparameters (also what `save` records, see `architecture`)."""
   if context < 1:
     raise ValueError(f"frame.context={context}: the predictor needs at least 1 frame")
@@ -292,7 +293,7 @@ def train_frame_jepa(source, *, context: int, width: int, dim: int, steps: int, 
                      rollout: int = 1, input_norm: bool = False, ahead: int = 1,
                      clips_per_video: int = 4, windows_per_clip: int = 1,
                      residual: bool = False, hard_weight: float = 0.0, seed: int = 0,
-                     dilations=(1, 2, 4, 1), log_every: int = 50, verbose: bool = False):
+                     dilations=DILATIONS, log_every: int = 50, verbose: bool = False):
   """Trains on clips of `source` videos ({'frames': (T, H, W, C) uint8}), each holding
   windows_per_clip windows of context + rollout frames (clip_frames). -> (model, params,
   history)."""
