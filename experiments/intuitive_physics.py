@@ -194,6 +194,7 @@ def main(argv):
                            physics.num_frames)
     frame_jepa.check_predicted_frames(cfg.frame.horizon, cfg.frame.input_norm, cfg.frame.ahead)
     frame_jepa.check_top_k(cfg.frame.top_k, frame_jepa.tokens_per_frame(frame_shape))
+    frame_jepa.check_token_power(cfg.frame.token_power)
     frame_keys = frame_keys_since(pcfg)
     check_saved_frame_jepa(frame_dir, frame_wanted, frame_keys)
   surprise_models = {
@@ -228,7 +229,7 @@ def main(argv):
     random_params = frame_jepa.init_params(fmodel, frame_shape, cfg.random_init_seed)
     for name, p in (("frame_jepa", fparams), ("frame_random_init", random_params)):
       surprise_models[name] = pretrained.frame_surprise_model(fmodel, p, frame_shape, fm.horizon,
-                                                              fm.top_k)
+                                                              fm.top_k, fm.token_power)
       settings[name] = (fs, fm.context + fm.horizon)
     if cfg.frame_pixel.enabled:
       t0 = time.time()
@@ -287,8 +288,9 @@ def main(argv):
                      **{f"surprise_{how}": {k: v.tolist() for k, v in scores[how].items()}
                         for how in surprise.AGGREGATES}}
   fm = cfg.frame
+  pooling = frame_jepa.describe_pooling(fm.top_k, fm.token_power)
   frame_desc = (f" (frame JEPA: context {fm.context}, {fm.horizon} predicted, stride {fm.stride}, "
-                f"token pooling {f'top {fm.top_k}' if fm.top_k else 'mean'})" if fm.enabled else "")
+                f"token pooling: {pooling})" if fm.enabled else "")
   configured_first = [cfg.surprise.aggregate] + [a for a in surprise.AGGREGATES
                                                   if a != cfg.surprise.aggregate]
   how_desc = {how: surprise.describe_aggregate(how, cfg.surprise.power)

@@ -29,6 +29,10 @@ _FRAME_JEPA = flags.DEFINE_string("frame_jepa", "", "Instead of --pretrained: a 
 _HORIZON = flags.DEFINE_integer("horizon", 1, "Frame JEPA: frames predicted per window.")
 _TOP_K = flags.DEFINE_integer("top_k", 0, "Frame JEPA: pool the top_k largest token errors of "
                               "each predicted frame (0: the mean over all tokens).")
+_TOKEN_POWER = flags.DEFINE_float("token_power", frame_jepa.TOKEN_POWER, "Frame JEPA: order of "
+                                   "the power mean over each predicted frame's token errors (1: "
+                                   "the mean; 2: the quadratic mean, which weighs a few large "
+                                   "errors more).")
 _VIDEOS = flags.DEFINE_string("videos", None, "Frames file (.npy / .npz).", required=True)
 _KEY = flags.DEFINE_string("key", "frames", "Array name inside an .npz archive.")
 _OUT = flags.DEFINE_string("out", None, "Results directory.", required=True)
@@ -55,7 +59,7 @@ def default_context(model: surprise.SurpriseModel) -> tuple[int, ...]:
 
 
 def load_scorers(pretrained_dir: str, frame_jepa_dir: str, random_init: int, horizon: int,
-                 top_k: int):
+                 top_k: int, token_power: float = frame_jepa.TOKEN_POWER):
   """-> ({name: SurpriseModel}, default context lengths, metadata) for one of the two kinds."""
   if bool(pretrained_dir) == bool(frame_jepa_dir):
     raise ValueError("give exactly one model: --pretrained (a V-JEPA pretraining workdir) or "
@@ -63,12 +67,15 @@ def load_scorers(pretrained_dir: str, frame_jepa_dir: str, random_init: int, hor
   if frame_jepa_dir:
     model, params, meta = frame_jepa.load(frame_jepa_dir)
     shape = tuple(meta["frame_shape"])
-    scorers = {"frame_jepa": pretrained.frame_surprise_model(model, params, shape, horizon, top_k)}
+    scorers = {"frame_jepa": pretrained.frame_surprise_model(model, params, shape, horizon, top_k,
+                                                             token_power)}
     if random_init >= 0:
       scorers["random_init"] = pretrained.frame_surprise_model(
-          model, frame_jepa.init_params(model, shape, random_init), shape, horizon, top_k)
+          model, frame_jepa.init_params(model, shape, random_init), shape, horizon, top_k,
+          token_power)
     return scorers, (model.context,), {
         "frame_jepa": os.path.abspath(frame_jepa_dir), "horizon": horizon, "top_k": top_k,
+        "token_power": token_power,
         "trained_steps": meta.get("training", {}).get("steps")}
   cfg, models, params, step = pretrained.load_pretrained(pretrained_dir)
   scorers = {"vjepa": pretrained.surprise_model(cfg, models, params)}
@@ -83,16 +90,22 @@ def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride:
         context_frames=(), how: str = "power", batch_size: int = 32, random_init: int = -1,
         plot_max: int = 12, overwrite: bool = False, progress: bool = True,
         frame_jepa_dir: str = "", horizon: int = 1, top_k: int = 0,
-        power: float = surprise.DEFAULT_POWER) -> dict:
+        power: float = surprise.DEFAULT_POWER,
+        token_power: float = frame_jepa.TOKEN_POWER) -> dict:
   """Scores the videos with each model; returns {model name: paths written}."""
   if how == "power":
     surprise.check_power(power)
+  if frame_jepa_dir:
+    frame_jepa.check_token_power(token_power)
+  elif (horizon, top_k, token_power) != (1, 0, frame_jepa.TOKEN_POWER):
+    raise ValueError("--horizon, --top_k and --token_power set how a frame JEPA (--frame_jepa) "
+                     "scores; a V-JEPA (--pretrained) predicts whole windows: leave them unset")
   targets = [out] + ([os.path.join(out, "random_init")] if random_init >= 0 else [])
   for target in targets:  # fail before any work: existing results, then a bad file
     video_surprise.check_writable(target, overwrite)
   frames = video_surprise.load_videos(videos, key)
   scorers, contexts, model_meta = load_scorers(pretrained_dir, frame_jepa_dir, random_init,
-                                               horizon, top_k)
+                                               horizon, top_k, token_power)
   main_name = next(iter(scorers))
   surprise.check_frames(frames, scorers[main_name])
   contexts = tuple(int(c) for c in context_frames) or contexts
@@ -126,7 +139,7 @@ def main(argv):
   run(_PRETRAINED.value, _VIDEOS.value, _OUT.value, _KEY.value, _STRIDE.value, _CONTEXT.value,
       _AGGREGATE.value, _BATCH.value, _RANDOM_INIT.value, _PLOT_MAX.value, _OVERWRITE.value,
       frame_jepa_dir=_FRAME_JEPA.value, horizon=_HORIZON.value, top_k=_TOP_K.value,
-      power=_POWER.value)
+      power=_POWER.value, token_power=_TOKEN_POWER.value)
 
 
 if __name__ == "__main__":

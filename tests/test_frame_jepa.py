@@ -223,6 +223,43 @@ def test_top_k_pooling_against_hand_computation():
       fj.pool_tokens(err, bad)
 
 
+def test_token_power_pooling_against_hand_computation():
+  err = np.zeros((2, 2, 2, 2, 1), np.float32)   # (B, frames, h, w, D): 4 tokens per frame
+  err[0, 0, :, :, 0] = [[1.0, 3.0], [0.0, 0.0]]
+  err[0, 1, 0, 0] = 2.0
+  err[1] = 0.5
+  quadratic = [(np.sqrt((1 + 9) / 4) + np.sqrt(4 / 4)) / 2, 0.5]
+  np.testing.assert_allclose(fj.pool_tokens(err, 0, 2.0), quadratic, rtol=1e-6)
+  np.testing.assert_allclose(fj.pool_tokens(err, 0, 1.0), fj.pool_tokens(err, 0), rtol=1e-6)
+  # Over the top 2 tokens, order 3; a huge order tends to the top token (no overflow).
+  top2 = [((((27 + 1) / 2) ** (1 / 3)) + ((8 + 0) / 2) ** (1 / 3)) / 2, 0.5]
+  np.testing.assert_allclose(fj.pool_tokens(err, 2, 3.0), top2, rtol=1e-6)
+  np.testing.assert_allclose(fj.pool_tokens(err * 1e30, 0, 1e4), [(3e30 + 2e30) / 2, 0.5e30],
+                             rtol=1e-3)
+  np.testing.assert_array_equal(fj.pool_tokens(np.zeros_like(err), 0, 2.0), [0.0, 0.0])
+  for bad in (0.5, float("inf"), float("nan")):
+    with pytest.raises(ValueError, match="frame.token_power="):
+      fj.pool_tokens(err, 0, bad)
+  with pytest.raises(ValueError, match="frame.token_power=0"):
+    fj.window_error_fn(fj.make_model(context=K, width=8, dim=D), 0, 0)
+
+
+class TokenPowerWindowErrorTest(chex.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_between_the_mean_and_the_largest_token(self):
+    model = fj.make_model(context=K, width=8, dim=D)
+    params = fj.init_params(model, FRAME, seed=0)
+    clips = _clips(3, K + 1, 9)
+    fns = {q: self.variant(fj.window_error_fn(model, 0, q), static_argnums=2)
+           for q in (1.0, 2.0, 64.0)}
+    mean, quadratic, high = (np.asarray(fns[q](params, clips, K)) for q in (1.0, 2.0, 64.0))
+    np.testing.assert_array_less(mean, quadratic)   # the power-mean inequality
+    np.testing.assert_array_less(quadratic, high)
+    top = np.asarray(fj.window_error_fn(model, top_k=1)(params, clips, K))
+    np.testing.assert_array_less(high, top * (1 + 1e-6))
+
+
 def test_top_k_window_error_is_at_least_the_mean(model_params):
   model, params = model_params
   clips = _clips(3, K + 1, 9)
@@ -284,3 +321,10 @@ def test_training_lowers_prediction_loss(input_norm, rollout, ahead, windows):
                                       rollout=rollout, input_norm=input_norm, ahead=ahead,
                                       windows_per_clip=windows, log_every=10)
   assert history[-1]["pred_loss"] < 0.8 * history[0]["pred_loss"], history
+
+
+def test_experiment_config_defaults_are_the_library_defaults():
+  from experiments.configs import intuitive_physics as ipc  # a plain-data config module
+  frame = ipc.get_config("cpu_default").frame
+  assert frame.token_power == fj.TOKEN_POWER
+  assert tuple(frame.dilations) == fj.DILATIONS

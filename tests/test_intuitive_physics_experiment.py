@@ -62,9 +62,11 @@ def test_debug_preset_scores_every_model(tmp_path):
     json.dump(meta, f)
   saved = open(meta_path).read()
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame_pixel.enabled=False",
-              "--config.frame.top_k=3", "--config.frame.train_min_speed=1.0")
+              "--config.frame.top_k=3", "--config.frame.token_power=3.0",
+              "--config.frame.train_min_speed=1.0")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "reusing the frame JEPA" in proc.stdout and "token pooling top 3" in proc.stdout
+  assert "reusing the frame JEPA" in proc.stdout
+  assert "token pooling: power mean (q = 3) of the top 3" in proc.stdout
   again = json.load(open(tmp_path / "results.json"))
   assert again["frame_jepa_history"] == results["frame_jepa_history"]
   assert again["models"]["frame_jepa"]["window_end_frames"] == frame_ends
@@ -77,6 +79,8 @@ def test_debug_preset_scores_every_model(tmp_path):
   assert proc.returncode != 0 and "'dilations': ([1, 2, 4, 1], [1, 1])" in proc.stderr
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.dilations=(1, 0)")
   assert proc.returncode != 0 and "frame.dilations=(1, 0)" in proc.stderr
+  proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.token_power=0.5")
+  assert proc.returncode != 0 and "frame.token_power=0.5" in proc.stderr
   # Saved before train_min_speed existed: trained on the pretraining's speeds (lowest 1.0).
   proc = _run(tmp_path, "--config.pixel.enabled=False")
   assert proc.returncode != 0 and "'train_min_speed': (1.0, 0.0)" in proc.stderr

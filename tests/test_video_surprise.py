@@ -145,6 +145,22 @@ def test_script_scores_with_a_saved_frame_jepa(tmp_path):
   assert result["top_k"] == 3 and result["trained_steps"] == 5
   with pytest.raises(ValueError, match="exactly one model"):
     script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out2"), progress=False)
+  # The quadratic mean over each frame's token errors by default; the plain mean is below it.
+  plain = script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out_mean"),
+                     batch_size=4, progress=False, frame_jepa_dir=str(tmp_path / "fj"),
+                     top_k=3, token_power=1.0)
+  result_mean = json.loads(open(plain["frame_jepa"]["json"]).read())
+  assert result["token_power"] == 2.0 and result_mean["token_power"] == 1.0
+  assert result_mean["window_end_frames"] == result["window_end_frames"]
+  for quadratic, mean in zip(result["videos"], result_mean["videos"]):
+    assert all(m < q for m, q in zip(mean["per_window"], quadratic["per_window"]))
+  with pytest.raises(ValueError, match="token_power=0.5"):  # refused before any work
+    script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out4"), progress=False,
+               frame_jepa_dir=str(tmp_path / "fj"), token_power=0.5)
+  with pytest.raises(ValueError, match="leave them unset"):
+    script.run(str(tmp_path / "any_workdir"), str(tmp_path / "videos.npy"),
+               str(tmp_path / "out5"), progress=False, token_power=3.0)
+  assert not any(os.path.exists(tmp_path / d) for d in ("out4", "out5"))
   with pytest.raises(ValueError, match=r"--horizon\) <= 1"):  # raw inputs: 1 frame
     script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out3"), progress=False,
                frame_jepa_dir=str(tmp_path / "fj"), horizon=2)

@@ -101,9 +101,10 @@ def surprise_model(cfg, models, params) -> surprise.SurpriseModel:
 
 
 def frame_surprise_model(model: frame_jepa.FrameJEPA, params, frame_shape, horizon: int = 1,
-                         top_k: int = 0) -> surprise.SurpriseModel:
+                         top_k: int = 0, token_power: float = 1.0) -> surprise.SurpriseModel:
   """A frame JEPA's surprise: windows of its K context frames + `horizon` predicted ones (score
-  them with context_frames=(K,)), token errors pooled as frame_jepa.pool_tokens(top_k)."""
+  them with context_frames=(K,)), token errors pooled as frame_jepa.pool_tokens(top_k,
+  token_power)."""
   if horizon < 1:
     raise ValueError(f"horizon={horizon}: predict at least one frame per window")
   if horizon > model.ahead and not model.input_norm:
@@ -112,5 +113,5 @@ def frame_surprise_model(model: frame_jepa.FrameJEPA, params, frame_shape, horiz
                      f"{model.ahead} predicted frame(s) per window: set frame.horizon (or "
                      f"--horizon) <= {model.ahead}")
   frame_jepa.check_top_k(top_k, frame_jepa.tokens_per_frame(frame_shape))
-  return surprise.SurpriseModel(frame_jepa.window_error_fn(model, top_k), params,
+  return surprise.SurpriseModel(frame_jepa.window_error_fn(model, top_k, token_power), params,
                                 model.context + horizon, tuple(frame_shape), 1)

@@ -31,8 +31,10 @@ The weights are not renormalised: their mean, mean(e^a) / mean(e)^a >= 1, also s
 prediction term against the VICReg terms.
 
 Surprise of a window of W frames with C context frames (C >= K): the predictor rolls out frames
-C..W-1 from the last K context latents; the window's error is the L1 over those frames and
-tokens, averaged over all tokens or over the top-k tokens of each frame (`pool_tokens`).
+C..W-1 from the last K context latents; each token's error is the L1 over its features, and a
+frame's error pools its tokens (all, or the top-k) by a power mean of order q (`pool_tokens`:
+q = 1 the mean; q = 2, the quadratic mean, weighs the few tokens a violation moves above the
+many that carry small errors); the window's error is the mean over its predicted frames.
 """
 
 import dataclasses
@@ -52,6 +54,9 @@ from jepa_jax.train.clip_training import make_optimizer, run_steps, sample_clips
 
 TRAINED = ("encoder", "predictor")  # the optimiser's params; "target_encoder" follows by EMA
 DILATIONS = (1, 2, 4, 1)  # the predictor's default residual blocks (receptive field 19 cells)
+# Surprise's pooling over a frame's token errors: the quadratic mean (experiments/configs/
+# intuitive_physics.py, frame.token_power, has the figures it was chosen on).
+TOKEN_POWER = 2.0
 
 
 def check_predicted_frames(steps: int, input_norm: bool, ahead: int = 1):
@@ -256,22 +261,44 @@ def check_top_k(top_k: int, num_tokens: int):
                      "tokens per frame) of the largest token errors")
 
 
-def pool_tokens(err_BHhwD, top_k: int = 0):
+def check_token_power(token_power: float) -> float:
+  if not (np.isfinite(token_power) and token_power >= 1):
+    raise ValueError(f"frame.token_power={token_power}: the order of the power mean over a "
+                     "frame's token errors must be finite and >= 1 (1: the mean, 2: the "
+                     "quadratic mean)")
+  return float(token_power)
+
+
+def pool_tokens(err_BHhwD, top_k: int = 0, token_power: float = 1.0):
   """Per predicted frame, the error of its tokens (mean over D), pooled over the token grid:
-  the mean over all tokens (top_k 0), or over the top_k largest (a violation involves one
-  object, a few tokens; but natural peaks sharpen too: 79.5-80.7 % vs 82.3 % for the mean,
-  BUILD_NOTES session 13); then the mean over frames -> (B,)."""
+  all tokens (top_k 0) or the top_k largest (a violation involves one object, a few tokens; but
+  natural peaks sharpen too: 79.5-80.7 % vs 82.3 % for the mean, BUILD_NOTES session 13), by
+  their power mean of order `token_power` (1: the mean); then the mean over frames -> (B,)."""
   tok_BHN = err_BHhwD.mean(-1).reshape(*err_BHhwD.shape[:2], -1)
   check_top_k(top_k, tok_BHN.shape[-1])
+  q = check_token_power(token_power)
   if top_k:
     tok_BHN = jax.lax.top_k(tok_BHN, top_k)[0]
-  return tok_BHN.mean(axis=(1, 2))
+  if q == 1:
+    return tok_BHN.mean(axis=(1, 2))
+  # Relative to each frame's largest token error: no overflow for large q.
+  top_BH1 = tok_BHN.max(-1, keepdims=True)
+  rel_BHN = tok_BHN / jnp.where(top_BH1 > 0, top_BH1, 1.0)
+  return (top_BH1[..., 0] * jnp.mean(rel_BHN ** q, -1) ** (1.0 / q)).mean(-1)
 
 
-@functools.cache  # one function per (model, top_k): the surprise driver compiles it once
-def window_error_fn(model: FrameJEPA, top_k: int = 0):
+def describe_pooling(top_k: int = 0, token_power: float = 1.0) -> str:
+  """'mean', 'quadratic mean', 'power mean (q = 3) of the top 16', ... for reports."""
+  how = {1.0: "mean", 2.0: "quadratic mean"}.get(float(token_power),
+                                                 f"power mean (q = {token_power:g})")
+  return f"{how} of the top {top_k}" if top_k else how
+
+
+@functools.cache  # one function per (model, pooling): the surprise driver compiles it once
+def window_error_fn(model: FrameJEPA, top_k: int = 0, token_power: float = 1.0):
   """The surprise driver's interface: (params, clips_BWHWC uint8, context_frames static) -> (B,).
-  top_k as in `pool_tokens`."""
+  top_k and token_power as in `pool_tokens`."""
+  check_token_power(token_power)
   k = model.context
 
   def window_error(params, clips_BWHWC, context_frames: int):
@@ -283,7 +310,7 @@ def window_error_fn(model: FrameJEPA, top_k: int = 0):
         model.encode(params["encoder"], clips_BWHWC[:, context_frames - k:context_frames]))
     target, base = model.targets_and_bases(params["target_encoder"], clips_BWHWC, context_frames)
     pred = model.rollout(params["predictor"], z, w - context_frames, base)
-    return pool_tokens(jnp.abs(pred - target), top_k)
+    return pool_tokens(jnp.abs(pred - target), top_k, token_power)
 
   return window_error
 
