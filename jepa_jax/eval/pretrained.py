@@ -101,7 +101,8 @@ def surprise_model(cfg, models, params) -> surprise.SurpriseModel:
 
 
 def frame_surprise_model(model: frame_jepa.FrameJEPA, params, frame_shape, horizon: int = 1,
-                         top_k: int = 0, token_power: float = 1.0) -> surprise.SurpriseModel:
+                         top_k: int = 0, token_power: float = frame_jepa.TOKEN_POWER
+                         ) -> surprise.SurpriseModel:
   """A frame JEPA's surprise: windows of its K context frames + `horizon` predicted ones (score
   them with context_frames=(K,)), token errors pooled as frame_jepa.pool_tokens(top_k,
   token_power)."""
