@@ -9,7 +9,8 @@ architecture at random init (same surprise function), a pixel predictor trained 
 same possible videos, and a frame-level JEPA (conv encoder per frame, next-frame latent
 predictor; train/frame_jepa.py) trained here on possible videos of the same physics (balls may
 also start at rest: frame.train_min_speed), with its random init and a next-frame pixel
-predictor (eval/frame_pixel_baseline.py) trained on the same videos beside it. Two model-free
+predictor (eval/frame_pixel_baseline.py) trained on the same videos beside it, all at the frame
+steps (time scales) of frame.frame_steps (eval/frame_step_surprise.py). Two model-free
 scores (eval/motion_baseline.py: more change / less change, more surprise) show which violation
 types the amount of motion alone gives away. Prints pairwise accuracy / AUROC per violation
 type; writes results.json and surprise_<model>.png (surprise over time, violation frame marked).
@@ -26,9 +27,11 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.configs import pretrain as pretrain_configs
+from jepa_jax.data import frame_steps as frame_step_data
+from jepa_jax.data import sources
 from jepa_jax.data import violations as voe
-from jepa_jax.eval import (frame_pixel_baseline, motion_baseline, pixel_baseline, pretrained,
-                           surprise, voe_metrics)
+from jepa_jax.eval import (frame_pixel_baseline, frame_step_surprise, motion_baseline,
+                           pixel_baseline, pretrained, surprise, voe_metrics)
 from jepa_jax.train import frame_jepa, loop
 from jepa_jax.train import pretrain as jepa
 
@@ -60,11 +63,12 @@ def pretrain_if_needed(cfg, workdir: str) -> str:
 # cfg.frame keys that change the trained frame JEPA (the others only change how it is scored).
 FRAME_TRAINING_KEYS = ("steps", "batch_size", "lr", "context", "ahead", "rollout", "input_norm",
                        "width", "dim", "dilations", "ema", "var", "cov", "clips_per_video",
-                       "windows_per_clip", "residual", "hard_weight", "train_min_speed")
+                       "windows_per_clip", "residual", "hard_weight", "train_min_speed",
+                       "frame_steps")
 # Training keys added after frame JEPAs were first saved, with the value those were trained with
 # (train_min_speed: the pretraining's lowest speed, filled in by frame_keys_since).
 FRAME_KEYS_SINCE = {"windows_per_clip": 1, "residual": False, "hard_weight": 0.0,
-                    "dilations": list(frame_jepa.DILATIONS)}
+                    "dilations": list(frame_jepa.DILATIONS), "frame_steps": [1]}
 
 
 def frame_keys_since(pcfg) -> dict:
@@ -84,6 +88,36 @@ def frame_train_data_config(cfg, pcfg) -> ml_collections.ConfigDict:
   out = ml_collections.ConfigDict(pcfg.to_dict())
   out.data.physics.speed = (float(v), high)
   return out
+
+
+def frame_train_source(cfg, pcfg):
+  """The frame models' training videos (frame_train_data_config) at each of cfg.frame.frame_steps:
+  at step k, every k-th frame of videos k times as long (data/frame_steps.py)."""
+  dcfg = frame_train_data_config(cfg, pcfg)
+  num_frames = dcfg.data.physics.num_frames
+
+  def at_step(k: int):
+    c = ml_collections.ConfigDict(dcfg.to_dict())
+    c.data.physics.num_frames = num_frames * k
+    return jepa.make_source(c, "train")
+
+  return frame_step_data.FrameStepSource(at_step, num_frames, cfg.frame.frame_steps)
+
+
+def calibration_videos(cfg, physics) -> np.ndarray | None:
+  """Possible videos of the benchmark's physics and length, from their own split (never the
+  benchmark's), that put a frame model's steps on one scale; None with one frame step."""
+  if len(cfg.frame.frame_steps) < 2:
+    return None
+  n = cfg.frame.calibration_videos
+  if n < 1:
+    raise ValueError(f"frame.calibration_videos={n}: scoring at frame steps "
+                     f"{tuple(cfg.frame.frame_steps)} needs at least one calibration video "
+                     "(200 by default)")
+  source = sources.PhysicsVideoSource(
+      dataclasses.replace(physics, num_frames=cfg.benchmark.num_frames), n, seed=cfg.seed,
+      split="calibration")
+  return np.stack([source[i]["frames"] for i in range(n)])
 
 
 def frame_training_settings(cfg, pcfg, frame_shape) -> dict:
@@ -135,28 +169,34 @@ def frame_jepa_if_needed(cfg, train_source, frame_shape, out: str, wanted: dict,
   return model, params, history
 
 
-def score_pairs(model, bench, s, power: float):
-  """Per-window scores of both twins; video scores for every aggregate (the per-window scores
-  are shared, so reporting all costs nothing); `power`: the power mean's exponent."""
+def score_pairs(model, bench, s, power: float, frame_steps=(1,), calibration=None,
+                quantile: float = frame_step_surprise.DEFAULT_QUANTILE):
+  """Per-window scores of both twins (at each frame step, each step's rescaled by its
+  `quantile` on the `calibration` videos when there are several); video scores for every
+  aggregate (the per-window scores are shared, so reporting all costs nothing); `power`: the
+  power mean's exponent."""
   frames = np.concatenate([bench["possible"], bench["impossible"]])
-  scores_NKC, starts = surprise.window_scores(model, frames, s.stride, tuple(s.context_frames),
-                                              s.batch_size, progress=True)
+  scores_NKC, windows, scales = frame_step_surprise.calibrated_scores(
+      model, frames, frame_steps, s.stride, tuple(s.context_frames), calibration, quantile,
+      s.batch_size, progress=True)
   p = len(bench["possible"])
-  out = {"starts": starts}
+  out = {"windows": windows, "scales": scales}
   for how in surprise.AGGREGATES:
     video, per_window = surprise.aggregate(scores_NKC, how, power)
     out[how] = {"possible": video[:p], "impossible": video[p:]}
-  out["curve_possible"], out["curve_impossible"] = per_window[:p], per_window[p:]
+  out["window_possible"], out["window_impossible"] = per_window[:p], per_window[p:]
+  out["window_end_frames"], curve = frame_step_surprise.per_frame(per_window, windows)
+  out["curve_possible"], out["curve_impossible"] = curve[:p], curve[p:]
   return out
 
 
-def plot_examples(path, name, scores, bench, window, per_type):
+def plot_examples(path, name, scores, bench, per_type):
   curves, seen = [], {}
   for i, kind in enumerate(bench["type"]):
     if seen.get(kind, 0) >= per_type:
       continue
     seen[kind] = seen.get(kind, 0) + 1
-    curves.append({"x": scores["starts"] + window - 1, "possible": scores["curve_possible"][i],
+    curves.append({"x": scores["window_end_frames"], "possible": scores["curve_possible"][i],
                    "impossible": scores["curve_impossible"][i],
                    "t_violation": int(bench["t_violation"][i]),
                    "label": f"{kind} ({bench['variant'][i]})"})
@@ -189,7 +229,11 @@ def main(argv):
     frame_jepa.check_rollout(cfg.frame.rollout, cfg.frame.input_norm, cfg.frame.ahead)
     frame_jepa.check_hard_weight(cfg.frame.hard_weight)
     frame_jepa.check_dilations(cfg.frame.dilations)
-    frame_source = jepa.make_source(frame_train_data_config(cfg, pcfg), "train")
+    frame_source = frame_train_source(cfg, pcfg)
+    frame_step_surprise.check_step_frames(cfg.benchmark.num_frames,
+                                          cfg.frame.context + cfg.frame.horizon,
+                                          cfg.frame.frame_steps)
+    frame_step_surprise.check_quantile(cfg.frame.calibration_quantile)
     frame_jepa.clip_frames(cfg.frame.context, cfg.frame.rollout, cfg.frame.windows_per_clip,
                            physics.num_frames)
     frame_jepa.check_predicted_frames(cfg.frame.horizon, cfg.frame.input_norm, cfg.frame.ahead)
@@ -218,7 +262,8 @@ def main(argv):
         pixel_baseline.window_error_fn(pmodels), pparams, window, frame_shape, tubelet)
 
   frame_history, frame_pixel_history = [], []
-  settings = {name: (cfg.surprise, window) for name in surprise_models}
+  # name -> (window settings, window length, frame steps)
+  settings = {name: (cfg.surprise, window, (1,)) for name in surprise_models}
   if cfg.frame.enabled:
     fm = cfg.frame
     fmodel, fparams, frame_history = frame_jepa_if_needed(
@@ -230,7 +275,7 @@ def main(argv):
     for name, p in (("frame_jepa", fparams), ("frame_random_init", random_params)):
       surprise_models[name] = pretrained.frame_surprise_model(fmodel, p, frame_shape, fm.horizon,
                                                               fm.top_k, fm.token_power)
-      settings[name] = (fs, fm.context + fm.horizon)
+      settings[name] = (fs, fm.context + fm.horizon, tuple(fm.frame_steps))
     if cfg.frame_pixel.enabled:
       t0 = time.time()
       fp = cfg.frame_pixel
@@ -245,15 +290,16 @@ def main(argv):
       surprise_models["frame_pixel"] = surprise.SurpriseModel(
           frame_pixel_baseline.window_error_fn(pmodel, fm.context), pparams,
           fm.context + fm.horizon, frame_shape, 1)
-      settings["frame_pixel"] = (fs, fm.context + fm.horizon)
+      settings["frame_pixel"] = settings["frame_jepa"]
 
   if cfg.motion_baselines:
     # Model-free: how far the amount of change alone separates the twins of each type, on the
     # windows of the model they are read against (the frame JEPA's when it is on).
-    ms, mwindow = settings["frame_jepa"] if cfg.frame.enabled else (cfg.surprise, window)
+    ms, mwindow, msteps = (settings["frame_jepa"] if cfg.frame.enabled
+                           else (cfg.surprise, window, (1,)))
     for name, m in motion_baseline.surprise_models(mwindow, frame_shape,
                                                    min(ms.context_frames)).items():
-      surprise_models[name], settings[name] = m, (ms, mwindow)
+      surprise_models[name], settings[name] = m, (ms, mwindow, msteps)
 
   # --- Benchmark ---------------------------------------------------------------------------------
   t0 = time.time()
@@ -264,33 +310,42 @@ def main(argv):
   source = voe.ViolationSource(dataclasses.replace(physics, num_frames=b.num_frames),
                                b.pairs_per_type, b.seed, vcfg)
   bench = voe.make_benchmark(source)
-  print(f"benchmark: {len(source)} pairs of {b.num_frames}-frame videos in "
-        f"{time.time() - t0:.0f} s")
+  calibration = calibration_videos(cfg, physics) if cfg.frame.enabled else None
+  print(f"benchmark: {len(source)} pairs of {b.num_frames}-frame videos"
+        + (f", {len(calibration)} possible calibration videos" if calibration is not None else "")
+        + f" in {time.time() - t0:.0f} s")
 
   # --- Surprise, metrics, plots ------------------------------------------------------------------
   results = {}
   for name, model in surprise_models.items():
     t0 = time.time()
-    s, window = settings[name]
-    scores = score_pairs(model, bench, s, cfg.surprise.power)
+    s, _, steps = settings[name]
+    scores = score_pairs(model, bench, s, cfg.surprise.power, steps,
+                         calibration if len(steps) > 1 else None,
+                         cfg.frame.calibration_quantile)
     by_agg = {how: voe_metrics.voe_report(scores[how]["possible"], scores[how]["impossible"],
                                           bench["type"]) for how in surprise.AGGREGATES}
     plot = plot_examples(os.path.join(workdir, f"surprise_{name}.png"), name, scores, bench,
-                         window, cfg.plot_pairs_per_type)
+                         cfg.plot_pairs_per_type)
     check = voe_metrics.shared_context_accuracy(
-        scores["curve_possible"], scores["curve_impossible"], scores["starts"],
-        bench["t_violation"], bench["type"], window, max(s.context_frames))
+        scores["window_possible"], scores["window_impossible"],
+        scores["windows"].context_end(max(s.context_frames)), scores["windows"].end,
+        bench["t_violation"], bench["type"])
     results[name] = {"report": by_agg, "plot": plot, "seconds": time.time() - t0,
                      "shared_context_accuracy": check,
-                     "window_end_frames": (scores["starts"] + window - 1).tolist(),
+                     "frame_steps": list(steps), "step_scales": scores["scales"],
+                     "window_end_frames": scores["window_end_frames"].tolist(),
                      "curve_possible": scores["curve_possible"].tolist(),
                      "curve_impossible": scores["curve_impossible"].tolist(),
                      **{f"surprise_{how}": {k: v.tolist() for k, v in scores[how].items()}
                         for how in surprise.AGGREGATES}}
   fm = cfg.frame
   pooling = frame_jepa.describe_pooling(fm.top_k, fm.token_power)
+  steps_desc = (f"frame steps {tuple(fm.frame_steps)}, each step's window errors / their "
+                f"{fm.calibration_quantile:g} quantile on {fm.calibration_videos} possible "
+                "videos" if len(fm.frame_steps) > 1 else f"frame step {fm.frame_steps[0]}")
   frame_desc = (f" (frame JEPA: context {fm.context}, {fm.horizon} predicted, stride {fm.stride}, "
-                f"token pooling: {pooling})" if fm.enabled else "")
+                f"{steps_desc}, token pooling: {pooling})" if fm.enabled else "")
   configured_first = [cfg.surprise.aggregate] + [a for a in surprise.AGGREGATES
                                                   if a != cfg.surprise.aggregate]
   how_desc = {how: surprise.describe_aggregate(how, cfg.surprise.power)

@@ -12,6 +12,11 @@ model was trained on and T at least its window. Writes surprise.json (per video:
 score and the per-window curve) and surprise_curves.png (the most surprising videos first), and
 prints the videos ranked by surprise. With --random_init the same architecture at init scores
 them too, the baseline to compare against.
+
+A frame JEPA trained at several frame steps (frame.frame_steps) scores at each of them by
+default (--frame_steps to choose), each step's errors divided by their 99th percentile on
+--calibration (possible videos of the same kind; default: the scored videos themselves); the
+curve then holds, at each window end frame, the largest rescaled error of the windows ending there.
 """
 
 import os
@@ -20,7 +25,7 @@ import time
 from absl import app, flags, logging
 import numpy as np
 
-from jepa_jax.eval import pretrained, surprise, video_surprise
+from jepa_jax.eval import frame_step_surprise, pretrained, surprise, video_surprise
 from jepa_jax.train import frame_jepa
 
 _PRETRAINED = flags.DEFINE_string("pretrained", "", "A finished experiments.pretrain workdir.")
@@ -33,6 +38,15 @@ _TOKEN_POWER = flags.DEFINE_float("token_power", frame_jepa.TOKEN_POWER, "Frame 
                                    "the power mean over each predicted frame's token errors (1: "
                                    "the mean; 2: the quadratic mean, which weighs a few large "
                                    "errors more).")
+_FRAME_STEPS = flags.DEFINE_list("frame_steps", [], "Frame JEPA: the frame steps (time scales) to "
+                                 "score at, e.g. 1,2 (every frame, every other frame). Default: "
+                                 "the steps it was trained at.")
+_CALIBRATION = flags.DEFINE_string("calibration", "", "With several frame steps: possible videos "
+                                   "(.npy / .npz, like --videos) whose window errors set each "
+                                   "step's scale; empty: the scored videos themselves.")
+_QUANTILE = flags.DEFINE_float("calibration_quantile", frame_step_surprise.DEFAULT_QUANTILE,
+                               "Each frame step's errors are divided by this quantile of its "
+                               "errors on the calibration videos.")
 _VIDEOS = flags.DEFINE_string("videos", None, "Frames file (.npy / .npz).", required=True)
 _KEY = flags.DEFINE_string("key", "frames", "Array name inside an .npz archive.")
 _OUT = flags.DEFINE_string("out", None, "Results directory.", required=True)
@@ -76,7 +90,8 @@ def load_scorers(pretrained_dir: str, frame_jepa_dir: str, random_init: int, hor
     return scorers, (model.context,), {
         "frame_jepa": os.path.abspath(frame_jepa_dir), "horizon": horizon, "top_k": top_k,
         "token_power": token_power,
-        "trained_steps": meta.get("training", {}).get("steps")}
+        "trained_steps": meta.get("training", {}).get("steps"),
+        "trained_frame_steps": meta.get("training", {}).get("frame_steps", [1])}
   cfg, models, params, step = pretrained.load_pretrained(pretrained_dir)
   scorers = {"vjepa": pretrained.surprise_model(cfg, models, params)}
   if random_init >= 0:
@@ -91,15 +106,19 @@ def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride:
         plot_max: int = 12, overwrite: bool = False, progress: bool = True,
         frame_jepa_dir: str = "", horizon: int = 1, top_k: int = 0,
         power: float = surprise.DEFAULT_POWER,
-        token_power: float = frame_jepa.TOKEN_POWER) -> dict:
+        token_power: float = frame_jepa.TOKEN_POWER, frame_steps=(), calibration: str = "",
+        quantile: float = frame_step_surprise.DEFAULT_QUANTILE) -> dict:
   """Scores the videos with each model; returns {model name: paths written}."""
   if how == "power":
     surprise.check_power(power)
+  frame_step_surprise.check_quantile(quantile)
   if frame_jepa_dir:
     frame_jepa.check_token_power(token_power)
-  elif (horizon, top_k, token_power) != (1, 0, frame_jepa.TOKEN_POWER):
-    raise ValueError("--horizon, --top_k and --token_power set how a frame JEPA (--frame_jepa) "
-                     "scores; a V-JEPA (--pretrained) predicts whole windows: leave them unset")
+  elif ((horizon, top_k, token_power) != (1, 0, frame_jepa.TOKEN_POWER) or frame_steps
+        or calibration):
+    raise ValueError("--horizon, --top_k, --token_power, --frame_steps and --calibration set how "
+                     "a frame JEPA (--frame_jepa) scores; a V-JEPA (--pretrained) predicts whole "
+                     "windows: leave them unset")
   targets = [out] + ([os.path.join(out, "random_init")] if random_init >= 0 else [])
   for target in targets:  # fail before any work: existing results, then a bad file
     video_surprise.check_writable(target, overwrite)
@@ -110,21 +129,34 @@ def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride:
   surprise.check_frames(frames, scorers[main_name])
   contexts = tuple(int(c) for c in context_frames) or contexts
   stride = stride or (1 if frame_jepa_dir else 4)
+  steps = frame_step_surprise.check_step_frames(
+      frames.shape[1], scorers[main_name].window,
+      frame_steps or model_meta.get("trained_frame_steps", [1]))
+  cal_frames = None
+  if len(steps) > 1:  # the scored videos set each step's scale unless --calibration is given
+    cal_frames = video_surprise.load_videos(calibration, key) if calibration else frames
+    surprise.check_frames(cal_frames, scorers[main_name])
   written = {}
   for name, model in scorers.items():
     t0 = time.time()
     result = video_surprise.score(model, frames, stride, contexts, how, batch_size, progress,
-                                  power)
+                                  power, steps, cal_frames, quantile)
     meta = {"model": name, **model_meta, "videos": os.path.abspath(videos),
             "num_videos": int(frames.shape[0]), "window": model.window, "stride": stride,
             "context_frames": list(contexts), "aggregate": how,
-            **({"power": power} if how == "power" else {})}
+            **({"power": power} if how == "power" else {}),
+            "frame_steps": list(steps),
+            **({"calibration": os.path.abspath(calibration) if calibration else "the videos",
+                "calibration_quantile": quantile,
+                "step_scales": {str(k): v for k, v in result["scales"].items()}}
+               if len(steps) > 1 else {})}
     target = out if name == main_name else os.path.join(out, name)
     written[name] = video_surprise.write_results(target, result, meta, overwrite, plot_max)
     order = np.argsort(-result["video"])
     how_desc = surprise.describe_aggregate(how, power)
     print(f"{name}: {len(order)} videos scored in {time.time() - t0:.1f} s "
-          f"({how_desc} over windows of {model.window} frames, context {contexts}); most "
+          f"({how_desc} over windows of {model.window} frames, context {contexts}, frame "
+          f"step(s) {steps}); most "
           "surprising:")
     for i in order[:10]:
       print(f"  video {i:>5}  {result['video'][i]:.5g}")
@@ -139,7 +171,9 @@ def main(argv):
   run(_PRETRAINED.value, _VIDEOS.value, _OUT.value, _KEY.value, _STRIDE.value, _CONTEXT.value,
       _AGGREGATE.value, _BATCH.value, _RANDOM_INIT.value, _PLOT_MAX.value, _OVERWRITE.value,
       frame_jepa_dir=_FRAME_JEPA.value, horizon=_HORIZON.value, top_k=_TOP_K.value,
-      power=_POWER.value, token_power=_TOKEN_POWER.value)
+      power=_POWER.value, token_power=_TOKEN_POWER.value,
+      frame_steps=tuple(_FRAME_STEPS.value), calibration=_CALIBRATION.value,
+      quantile=_QUANTILE.value)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,14 @@ def test_debug_preset_scores_every_model(tmp_path):
   assert frame_ends == list(range(3, results["config"]["benchmark"]["num_frames"]))
   for name in ("motion", "stillness"):  # the model-free checks score the same windows
     assert results["models"][name]["window_end_frames"] == frame_ends
+  # The debug preset trains and scores the frame models at frame steps 1 and 2, each step's
+  # errors rescaled by calibration videos; the V-JEPA scores its own windows at step 1.
+  assert "frame steps (1, 2)" in proc.stdout and "4 possible calibration videos" in proc.stdout
+  for name in ("frame_jepa", "frame_random_init", "frame_pixel", "motion"):
+    assert results["models"][name]["frame_steps"] == [1, 2]
+    assert sorted(results["models"][name]["step_scales"]) == ["1", "2"]
+  assert results["models"]["vjepa"]["frame_steps"] == [1]
+  assert results["models"]["vjepa"]["step_scales"] == {"1": 1.0}
   assert os.path.isfile(tmp_path / "accuracy.png")
 
   # Rerun with other scoring: the saved frame JEPA is reused, also when it was saved before
@@ -70,9 +78,10 @@ def test_debug_preset_scores_every_model(tmp_path):
   again = json.load(open(tmp_path / "results.json"))
   assert again["frame_jepa_history"] == results["frame_jepa_history"]
   assert again["models"]["frame_jepa"]["window_end_frames"] == frame_ends
-  proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.lr=0.5")
+  proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.lr=0.5",
+              "--config.frame.frame_steps=(1,)")
   assert proc.returncode != 0 and "trained with other settings" in proc.stderr
-  assert "'lr': (0.001, 0.5)" in proc.stderr
+  assert "'lr': (0.001, 0.5)" in proc.stderr and "'frame_steps': ([1, 2], [1])" in proc.stderr
   # Saved before dilations existed: read as the predictor's (1, 2, 4, 1), so others are refused.
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.train_min_speed=1.0",
               "--config.frame.dilations=(1, 1)")

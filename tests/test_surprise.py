@@ -170,10 +170,11 @@ def test_shared_context_accuracy_by_hand():
   """Windows start at 0, 4, 8 (length 8, context 4). Pair 0 (t_v = 9): only the window at 4
   qualifies (context 4..7 precedes 9, and 9 < 12); pair 1 (t_v = 6): only the window at 0;
   pair 2 (t_v = 2): none (the violation is inside every window's context)."""
-  starts = np.array([0, 4, 8])
+  starts = np.array([0, 4, 8])  # context ends at start + 3, windows end at start + 7
   poss = np.array([[0., 1., 0.], [5., 0., 0.], [0., 0., 0.]])
   imp = np.array([[9., 2., -1.], [5., 9., 9.], [1., 1., 1.]])
-  out = vm.shared_context_accuracy(poss, imp, starts, [9, 6, 2], ["a", "b", "b"], 8, 4)
+  out = vm.shared_context_accuracy(poss, imp, starts + 3, starts + 7, [9, 6, 2],
+                                 ["a", "b", "b"])
   assert out["a"] == {"accuracy": 1.0, "n": 1}           # 1 < 2 in the window at 4
   assert out["b"] == {"accuracy": 0.5, "n": 1}           # a tie in the window at 0; pair 2 has none
   assert out["mean"] == {"accuracy": 0.75, "n": 2}

@@ -164,3 +164,42 @@ def test_script_scores_with_a_saved_frame_jepa(tmp_path):
   with pytest.raises(ValueError, match=r"--horizon\) <= 1"):  # raw inputs: 1 frame
     script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out3"), progress=False,
                frame_jepa_dir=str(tmp_path / "fj"), horizon=2)
+
+
+def test_script_scores_a_multi_step_frame_jepa_at_its_steps(tmp_path):
+  from jepa_jax.train import frame_jepa as fj
+  model = fj.make_model(context=2, width=8, dim=4)
+  fj.save(str(tmp_path / "fj"), model, fj.init_params(model, (16, 16, 3), 1), (16, 16, 3),
+          {"training": {"steps": 5, "frame_steps": [1, 2]}})
+  rng = np.random.default_rng(0)
+  videos = rng.integers(0, 256, (2, 6, 16, 16, 3), np.uint8)
+  np.save(tmp_path / "videos.npy", videos)
+  np.save(tmp_path / "cal.npy", rng.integers(0, 256, (3, 7, 16, 16, 3), np.uint8))
+  script = _script()
+  written = script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out"), batch_size=4,
+                       progress=False, frame_jepa_dir=str(tmp_path / "fj"))
+  result = json.loads(open(written["frame_jepa"]["json"]).read())
+  # The steps it was trained at; windows of 3 frames end at 2..5 (step 1), 4 and 5 (step 2).
+  assert result["frame_steps"] == [1, 2] and result["calibration"] == "the videos"
+  assert result["window_end_frames"] == [2, 3, 4, 5]
+  assert set(result["step_scales"]) == {"1", "2"} and min(result["step_scales"].values()) > 0
+  # The curve holds the largest window error ending at each frame; the power mean over all the
+  # windows lies below the largest.
+  assert all(0 < v["score"] <= max(v["per_window"]) * (1 + 1e-6) for v in result["videos"])
+  # Own calibration videos, or one step only (no rescaling: the plain window errors).
+  own = script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out_cal"), batch_size=4,
+                   progress=False, frame_jepa_dir=str(tmp_path / "fj"),
+                   calibration=str(tmp_path / "cal.npy"))
+  own = json.loads(open(own["frame_jepa"]["json"]).read())
+  assert own["calibration"].endswith("cal.npy") and own["step_scales"] != result["step_scales"]
+  one = script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out_one"), batch_size=4,
+                   progress=False, frame_jepa_dir=str(tmp_path / "fj"), frame_steps=("1",))
+  one = json.loads(open(one["frame_jepa"]["json"]).read())
+  assert one["frame_steps"] == [1] and "step_scales" not in one
+  with pytest.raises(ValueError, match="at least 7 frames"):
+    script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out_3"), progress=False,
+               frame_jepa_dir=str(tmp_path / "fj"), frame_steps=(1, 3))
+  with pytest.raises(ValueError, match="leave them unset"):
+    script.run(str(tmp_path / "any_workdir"), str(tmp_path / "videos.npy"),
+               str(tmp_path / "out_v"), progress=False, frame_steps=(1, 2))
+  assert not any(os.path.exists(tmp_path / d) for d in ("out_3", "out_v"))

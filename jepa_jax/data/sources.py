@@ -9,7 +9,8 @@ import numpy as np
 from jepa_jax.data.physics import PhysicsConfig, make_video
 
 # Disjoint RNG streams per split: held-out probe/test videos never coincide with training ones.
-SPLITS = {"train": 0, "probe_train": 1, "probe_test": 2, "eval": 3}
+# calibration: possible videos that set a score's scale (eval/frame_step_surprise.py).
+SPLITS = {"train": 0, "probe_train": 1, "probe_test": 2, "eval": 3, "calibration": 4}
 
 
 def element_rng(seed: int, split: str, index: int) -> np.random.Generator:

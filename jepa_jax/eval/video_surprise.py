@@ -2,7 +2,7 @@
 against the model, surprise per window and per video, save JSON and a picture.
 
     frames file (.npy array, or .npz with a `frames` array)  ->  uint8 (N, T, H, W, C)
-    surprise.surprise(model, frames, ...)                      ->  per-window curves, video scores
+    frame_step_surprise.surprise_at_steps(model, frames, ...)  ->  surprise curves, video scores
     write_results(out_dir, ...)                                ->  surprise.json, surprise_curves.png
 
 The driver is `scripts/score_surprise.py`; the benchmark (experiments/intuitive_physics.py) uses
@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from jepa_jax.eval import surprise
+from jepa_jax.eval import frame_step_surprise, surprise
 
 RESULTS_FILE = "surprise.json"
 PLOT_FILE = "surprise_curves.png"
@@ -66,10 +66,16 @@ def load_videos(path: str, key: str = "frames") -> np.ndarray:
 
 def score(model: surprise.SurpriseModel, frames_NTHWC, stride: int, context_frames,
           how: str = "max", batch_size: int = 32, progress: bool = False,
-          power: float = surprise.DEFAULT_POWER) -> dict:
-  out = surprise.surprise(model, to_uint8_videos(frames_NTHWC), stride, context_frames, how,
-                          batch_size, progress=progress, power=power)
-  out["window_end_frames"] = out["starts"] + model.window - 1
+          power: float = surprise.DEFAULT_POWER, frame_steps=(1,), calibration_frames=None,
+          quantile: float = frame_step_surprise.DEFAULT_QUANTILE) -> dict:
+  """frame_step_surprise.surprise_at_steps; 'per_window' becomes the curve over window end frames
+  ('window_end_frames'): at each, the largest window error ending there (with one frame step,
+  the windows themselves)."""
+  cal = None if calibration_frames is None else to_uint8_videos(calibration_frames)
+  out = frame_step_surprise.surprise_at_steps(
+      model, to_uint8_videos(frames_NTHWC), frame_steps, stride, context_frames, how, power, cal,
+      quantile, batch_size, progress)
+  out["per_window"] = out.pop("per_frame")
   return out
 
 

@@ -46,19 +46,20 @@ def voe_report(s_possible_P, s_impossible_P, types_P) -> dict:
   return out
 
 
-def shared_context_accuracy(curve_possible_PK, curve_impossible_PK, starts_K, t_violation_P,
-                            types_P, window: int, max_context: int) -> dict:
+def shared_context_accuracy(curve_possible_PK, curve_impossible_PK, context_end_K, end_K,
+                            t_violation_P, types_P) -> dict:
   """Diagnostic, not a benchmark score (it uses the violation frame): over the windows whose
-  every context frame precedes the violation and whose predicted frames contain it, the twins'
+  every context frame precedes the violation (last context frame `context_end_K`, for the
+  longest context) and whose predicted frames reach it (last frame `end_K`), the twins'
   predictions are identical, so a model is right exactly when the possible future is closer to
   its prediction than the impossible one. Per pair: the share of such windows it gets right
   (ties 1/2); per type: the mean over pairs that have one. It separates the predictor's quality
   from the aggregation over windows.
   -> {type: {'accuracy', 'n'}, ..., 'mean': {'accuracy', 'n'}}"""
   a, b = np.asarray(curve_possible_PK, np.float64), np.asarray(curve_impossible_PK, np.float64)
-  starts = np.asarray(starts_K)[None, :]
+  context_end, end = np.asarray(context_end_K)[None, :], np.asarray(end_K)[None, :]
   t_v = np.asarray(t_violation_P)[:, None]
-  usable = (starts + max_context <= t_v) & (t_v < starts + window)
+  usable = (context_end < t_v) & (t_v <= end)
   right = (a < b) + 0.5 * (a == b)
   has = usable.any(1)
   per_pair = np.where(has, (right * usable).sum(1) / np.maximum(usable.sum(1), 1), np.nan)
