@@ -134,7 +134,8 @@ def run(pretrained_dir: str, videos: str, out: str, key: str = "frames", stride:
       frame_steps or model_meta.get("trained_frame_steps", [1]))
   cal_frames = None
   if len(steps) > 1:  # the scored videos set each step's scale unless --calibration is given
-    cal_frames = video_surprise.load_videos(calibration, key) if calibration else frames
+    cal_frames = (video_surprise.load_videos(calibration, key, "--calibration") if calibration
+                  else frames)
     surprise.check_frames(cal_frames, scorers[main_name])
   written = {}
   for name, model in scorers.items():

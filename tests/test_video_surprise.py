@@ -199,6 +199,9 @@ def test_script_scores_a_multi_step_frame_jepa_at_its_steps(tmp_path):
   with pytest.raises(ValueError, match="at least 7 frames"):
     script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out_3"), progress=False,
                frame_jepa_dir=str(tmp_path / "fj"), frame_steps=(1, 3))
+  with pytest.raises(FileNotFoundError, match="--calibration=.*no such file"):
+    script.run("", str(tmp_path / "videos.npy"), str(tmp_path / "out_3"), progress=False,
+               frame_jepa_dir=str(tmp_path / "fj"), calibration=str(tmp_path / "missing.npy"))
   with pytest.raises(ValueError, match="leave them unset"):
     script.run(str(tmp_path / "any_workdir"), str(tmp_path / "videos.npy"),
                str(tmp_path / "out_v"), progress=False, frame_steps=(1, 2))

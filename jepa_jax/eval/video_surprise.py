@@ -42,10 +42,11 @@ def to_uint8_videos(array, source: str = "frames") -> np.ndarray:
                    f"{a.dtype}")
 
 
-def load_videos(path: str, key: str = "frames") -> np.ndarray:
-  """Frames from a .npy file or an .npz archive (array `key`, or its only array)."""
+def load_videos(path: str, key: str = "frames", flag: str = "--videos") -> np.ndarray:
+  """Frames from a .npy file or an .npz archive (array `key`, or its only array); errors name
+  the `flag` that gave the path."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"--videos={path}: no such file (a .npy array or an .npz archive of "
+    raise FileNotFoundError(f"{flag}={path}: no such file (a .npy array or an .npz archive of "
                             "uint8 frames shaped (N, T, H, W, C))")
   if path.endswith(".npz"):
     with np.load(path) as z:
@@ -55,13 +56,13 @@ def load_videos(path: str, key: str = "frames") -> np.ndarray:
       elif len(names) == 1:
         array = z[names[0]]
       else:
-        raise ValueError(f"--videos={path}: the archive holds {names}; name the frames array "
+        raise ValueError(f"{flag}={path}: the archive holds {names}; name the frames array "
                          f"with --key (now {key!r})")
   elif path.endswith(".npy"):
     array = np.load(path)
   else:
-    raise ValueError(f"--videos={path}: expected a .npy or .npz file")
-  return to_uint8_videos(array, f"--videos={path}")
+    raise ValueError(f"{flag}={path}: expected a .npy or .npz file")
+  return to_uint8_videos(array, f"{flag}={path}")
 
 
 def score(model: surprise.SurpriseModel, frames_NTHWC, stride: int, context_frames,
