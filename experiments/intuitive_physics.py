@@ -320,8 +320,7 @@ def main(argv):
   for name, model in surprise_models.items():
     t0 = time.time()
     s, _, steps = settings[name]
-    scores = score_pairs(model, bench, s, cfg.surprise.power, steps,
-                         calibration if len(steps) > 1 else None,
+    scores = score_pairs(model, bench, s, cfg.surprise.power, steps, calibration,
                          cfg.frame.calibration_quantile)
     by_agg = {how: voe_metrics.voe_report(scores[how]["possible"], scores[how]["impossible"],
                                           bench["type"]) for how in surprise.AGGREGATES}
