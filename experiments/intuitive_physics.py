@@ -64,11 +64,12 @@ def pretrain_if_needed(cfg, workdir: str) -> str:
 FRAME_TRAINING_KEYS = ("steps", "batch_size", "lr", "context", "ahead", "rollout", "input_norm",
                        "width", "dim", "dilations", "ema", "var", "cov", "clips_per_video",
                        "windows_per_clip", "residual", "hard_weight", "train_min_speed",
-                       "frame_steps")
+                       "frame_steps", "separate_trunks", "frame_weights")
 # Training keys added after frame JEPAs were first saved, with the value those were trained with
 # (train_min_speed: the pretraining's lowest speed, filled in by frame_keys_since).
 FRAME_KEYS_SINCE = {"windows_per_clip": 1, "residual": False, "hard_weight": 0.0,
-                    "dilations": list(frame_jepa.DILATIONS), "frame_steps": [1]}
+                    "dilations": list(frame_jepa.DILATIONS), "frame_steps": [1],
+                    "separate_trunks": False, "frame_weights": []}
 
 
 def frame_keys_since(pcfg) -> dict:
@@ -162,7 +163,8 @@ def frame_jepa_if_needed(cfg, train_source, frame_shape, out: str, wanted: dict,
       rollout=fm.rollout, input_norm=fm.input_norm, ahead=fm.ahead,
       clips_per_video=fm.clips_per_video, windows_per_clip=fm.windows_per_clip,
       residual=fm.residual, hard_weight=fm.hard_weight, seed=cfg.seed,
-      dilations=tuple(fm.dilations), verbose=True)
+      dilations=tuple(fm.dilations), separate_trunks=fm.separate_trunks,
+      frame_weights=tuple(fm.frame_weights), verbose=True)
   print(f"frame JEPA: {fm.steps} steps in {(time.time() - t0) / 60:.1f} min, final prediction "
         f"loss {history[-1]['pred_loss']:.4g}; saved to {out}")
   frame_jepa.save(out, model, params, frame_shape, {"training": wanted, "history": history})
@@ -228,6 +230,7 @@ def main(argv):
     frame_wanted = frame_training_settings(cfg, pcfg, frame_shape)
     frame_jepa.check_rollout(cfg.frame.rollout, cfg.frame.input_norm, cfg.frame.ahead)
     frame_jepa.check_hard_weight(cfg.frame.hard_weight)
+    frame_jepa.check_frame_weights(tuple(cfg.frame.frame_weights), cfg.frame.rollout)
     frame_jepa.check_dilations(cfg.frame.dilations)
     frame_source = frame_train_source(cfg, pcfg)
     frame_step_surprise.check_step_frames(cfg.benchmark.num_frames,

@@ -203,6 +203,58 @@ def test_hard_weight_is_relative_to_each_predicted_frame():
   np.testing.assert_allclose(loss, np.mean((e / per_frame) ** 2 * e), rtol=1e-5)
 
 
+def test_separate_trunks_give_each_horizon_its_own_weights():
+  """separate_trunks: output j of a 2-ahead predictor depends only on trunk h{j}_; the one-trunk
+  layout keeps the unprefixed names every saved model has (and ahead 1 ignores the option)."""
+  one = fj.make_model(context=K, width=8, dim=D, ahead=2)
+  assert sorted(fj.init_params(one, FRAME, 0)["predictor"]) == [
+      "conv0", "conv1", "conv2", "conv3", "inp", "mix0", "mix1", "mix2", "mix3", "out"]
+  single = fj.make_model(context=K, width=8, dim=D, separate_trunks=True)
+  assert sorted(fj.init_params(single, FRAME, 0)["predictor"])[0] == "conv0"
+  model = fj.make_model(context=K, width=8, dim=D, ahead=2, separate_trunks=True)
+  params = fj.init_params(model, FRAME, seed=0)
+  pred = params["predictor"]
+  assert {n[:3] for n in pred} == {"h1_", "h2_"} and len(pred) == 20
+  z = model.encode(params["encoder"], _clips(2, K))
+  out = model.predict(pred, z)
+  chex.assert_shape(out, (2, 2, 8, 8, D))
+  bumped = {n: jax.tree.map(lambda w: w + 0.1, v) if n.startswith("h2_") else v
+            for n, v in pred.items()}
+  moved = model.predict(bumped, z)
+  np.testing.assert_array_equal(moved[:, 0], out[:, 0])
+  assert float(jnp.abs(moved[:, 1] - out[:, 1]).max()) > 1e-3
+  assert fj.architecture(model)["separate_trunks"] is True
+
+
+def test_frame_weights_weigh_the_predicted_frames():
+  """frame_weights scale each predicted frame's term (to mean 1): equal weights change nothing;
+  (1, 0) with separate trunks leaves the 2-ahead trunk without gradient; with focal weights the
+  loss is the weighted mean of each frame's focal term."""
+  assert fj.check_frame_weights((), 2) is None
+  assert fj.check_frame_weights((3, 1), 2) == (1.5, 0.5)
+  for bad in ((1.0,), (1.0, -1.0), (0.0, 0.0), (1.0, float("nan"))):
+    with pytest.raises(ValueError, match="frame.frame_weights="):
+      fj.check_frame_weights(bad, 2)
+  model = fj.make_model(context=K, width=8, dim=D, ahead=2, separate_trunks=True)
+  params = fj.init_params(model, FRAME, seed=0)
+  clips = _clips(2, K + 2, 6)
+  plain = fj.loss_fn(model, params, clips, 1.0, 0.04, 2, 2.0)
+  equal = fj.loss_fn(model, params, clips, 1.0, 0.04, 2, 2.0, (5.0, 5.0))
+  chex.assert_trees_all_close(plain, equal, rtol=1e-6)
+  z = model.predictor_inputs(model.encode(params["encoder"], clips[:, :K]))
+  target = model.target_latents(params["target_encoder"], clips[:, K:])
+  e = np.abs(np.asarray(model.rollout(params["predictor"], z, 2) - target)).mean(-1)
+  focal = ((e / e.mean(axis=(0, 2, 3), keepdims=True)) ** 2 * e).mean(axis=(0, 2, 3))
+  loss, metrics = fj.loss_fn(model, params, clips, 0.0, 0.0, 2, 2.0, (3.0, 1.0))
+  np.testing.assert_allclose(loss, (1.5 * focal[0] + 0.5 * focal[1]) / 2, rtol=1e-5)
+  np.testing.assert_allclose(metrics["pred_loss"], e.mean(), rtol=1e-5)
+  grads = jax.grad(lambda p: fj.loss_fn(model, {**params, "predictor": p}, clips, 0.0, 0.0, 2,
+                                        2.0, (1.0, 0.0))[0])(params["predictor"])
+  for name, g in grads.items():
+    biggest = max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g))
+    assert (biggest == 0.0) == name.startswith("h2_"), name
+
+
 def test_windows_are_consecutive_runs():
   x = np.arange(2 * 5).reshape(2, 5)
   np.testing.assert_array_equal(fj.windows(x, 3), [[0, 1, 2], [1, 2, 3], [2, 3, 4],
@@ -271,7 +323,8 @@ def test_top_k_window_error_is_at_least_the_mean(model_params):
 
 
 def test_save_load_round_trip(tmp_path):
-  model = fj.make_model(context=K, width=8, dim=D, input_norm=True, dilations=(1, 3), ahead=2)
+  model = fj.make_model(context=K, width=8, dim=D, input_norm=True, dilations=(1, 3), ahead=2,
+                        separate_trunks=True)
   params = fj.init_params(model, FRAME, seed=2)
   fj.save(str(tmp_path), model, params, FRAME, {"training": {"steps": 3}})
   assert fj.exists(str(tmp_path))

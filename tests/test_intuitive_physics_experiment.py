@@ -63,9 +63,10 @@ def test_debug_preset_scores_every_model(tmp_path):
   meta_path = tmp_path / "frame_jepa" / "frame_jepa.json"
   with open(meta_path) as f:
     meta = json.load(f)
-  for key in ("windows_per_clip", "residual", "train_min_speed", "dilations"):
+  for key in ("windows_per_clip", "residual", "train_min_speed", "dilations", "separate_trunks",
+              "frame_weights"):
     del meta["training"][key]
-  del meta["architecture"]["residual"]
+  del meta["architecture"]["residual"], meta["architecture"]["separate_trunks"]
   with open(meta_path, "w") as f:
     json.dump(meta, f)
   saved = open(meta_path).read()
@@ -88,6 +89,8 @@ def test_debug_preset_scores_every_model(tmp_path):
   assert proc.returncode != 0 and "'dilations': ([1, 2, 4, 1], [1, 1])" in proc.stderr
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.dilations=(1, 0)")
   assert proc.returncode != 0 and "frame.dilations=(1, 0)" in proc.stderr
+  proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.frame_weights=(1.0,)")
+  assert proc.returncode != 0 and "frame.frame_weights=(1.0,)" in proc.stderr
   proc = _run(tmp_path, "--config.pixel.enabled=False", "--config.frame.token_power=0.5")
   assert proc.returncode != 0 and "frame.token_power=0.5" in proc.stderr
   # Saved before train_min_speed existed: trained on the pretraining's speeds (lowest 1.0).

@@ -34,20 +34,29 @@ class FrameEncoder(nn.Module):
 
 class NextFramePredictor(nn.Module):
   """(B, K, h, w, D) latents of K consecutive frames -> (B, A, h, w, D) of the next A frames
-  (`ahead`), all from one trunk. Dilated residual convolutions: the receptive field (about
-  2 * sum(dilations) + 3 cells) must cover a ball's travel over A frames plus its size."""
+  (`ahead`), all from one trunk, or with `separate_trunks` each from its own trunk (same input,
+  no shared weights: the 1-ahead output does not share capacity with the farther ones). Dilated
+  residual convolutions: the receptive field (about 2 * sum(dilations) + 3 cells) must cover a
+  ball's travel over A frames plus its size."""
   width: int = 64
   out_dim: int = 32
   dilations: tuple[int, ...] = (1, 2, 4, 1)
   ahead: int = 1
+  separate_trunks: bool = False
+
+  def trunk(self, x, outputs: int, prefix: str = ""):
+    x = nn.Conv(self.width, (3, 3), name=f"{prefix}inp")(x)
+    for i, dil in enumerate(self.dilations):
+      y = nn.Conv(self.width, (1, 1), name=f"{prefix}mix{i}")(nn.relu(x))
+      x = x + nn.Conv(self.width, (3, 3), kernel_dilation=dil, name=f"{prefix}conv{i}")(nn.relu(y))
+    return nn.Conv(outputs * self.out_dim, (1, 1), name=f"{prefix}out")(nn.relu(x))
 
   @nn.compact
   def __call__(self, z_BKhwD):
     b, k, h, w, d = z_BKhwD.shape
     x = z_BKhwD.transpose(0, 2, 3, 1, 4).reshape(b, h, w, k * d)
-    x = nn.Conv(self.width, (3, 3), name="inp")(x)
-    for i, dil in enumerate(self.dilations):
-      y = nn.Conv(self.width, (1, 1), name=f"mix{i}")(nn.relu(x))
-      x = x + nn.Conv(self.width, (3, 3), kernel_dilation=dil, name=f"conv{i}")(nn.relu(y))
-    out = nn.Conv(self.ahead * self.out_dim, (1, 1), name="out")(nn.relu(x))
+    if self.separate_trunks and self.ahead > 1:
+      out = jnp.concatenate([self.trunk(x, 1, f"h{j + 1}_") for j in range(self.ahead)], -1)
+    else:  # unprefixed names: the layout every saved one-trunk model has
+      out = self.trunk(x, self.ahead)
     return out.reshape(b, h, w, self.ahead, self.out_dim).transpose(0, 3, 1, 2, 4)

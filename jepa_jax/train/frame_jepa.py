@@ -156,7 +156,8 @@ class FrameJEPA:
 
 
 def make_model(context: int, width: int, dim: int, input_norm: bool = False,
-               dilations=DILATIONS, ahead: int = 1, residual: bool = False) -> FrameJEPA:
+               dilations=DILATIONS, ahead: int = 1, residual: bool = False,
+               separate_trunks: bool = False) -> FrameJEPA:
   """The architecture from its hyperparameters (also what `save` records, see `architecture`)."""
   if context < 1:
     raise ValueError(f"frame.context={context}: the predictor needs at least 1 frame")
@@ -164,8 +165,8 @@ def make_model(context: int, width: int, dim: int, input_norm: bool = False,
     raise ValueError(f"frame.ahead={ahead}: the predictor outputs at least 1 frame")
   dilations = check_dilations(dilations)
   return FrameJEPA(FrameEncoder(width, dim),
-                   NextFramePredictor(width, dim, dilations, ahead), context, input_norm,
-                   residual)
+                   NextFramePredictor(width, dim, dilations, ahead, separate_trunks), context,
+                   input_norm, residual)
 
 
 def init_params(model: FrameJEPA, frame_shape, seed: int) -> dict:
@@ -200,15 +201,29 @@ def windows(x_BTX, length: int):
   return x.reshape(-1, *x.shape[2:])
 
 
+def check_frame_weights(frame_weights, rollout: int):
+  """-> the per-predicted-frame loss weights as floats scaled to mean 1 (None: all equal)."""
+  if frame_weights is None or not len(frame_weights):
+    return None
+  w = np.asarray(frame_weights, np.float64)
+  if w.shape != (rollout,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+    raise ValueError(f"frame.frame_weights={tuple(frame_weights)}: give one finite weight >= 0 "
+                     f"per predicted frame (frame.rollout={rollout}), not all 0; () weighs "
+                     "them equally")
+  return tuple(float(x) for x in w / w.mean())
+
+
 def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight: float,
-            rollout: int | None = None, hard_weight: float = 0.0):
+            rollout: int | None = None, hard_weight: float = 0.0, frame_weights=None):
   """-> (loss, metrics) for clips of K + R + n - 1 frames (R = rollout steps, R = T - K when
   None): each of the n windows of K + R frames predicts its last R frames from its first K.
   Every frame is encoded once per clip, so n > 1 trains n predictions for about the encoder
   cost of one (the windows overlap). The loss is the mean surprise of those windows.
   hard_weight a > 0 weights each token's error by (its error / the batch's mean token error of
   its predicted frame)^a (no gradient through the weight), as a focal loss does: rare hard
-  events (contacts) count more. metrics['pred_loss'] stays the plain mean."""
+  events (contacts) count more. frame_weights (one per predicted frame, check_frame_weights)
+  weigh the R predicted frames' terms, e.g. the next frame above farther ones.
+  metrics['pred_loss'] stays the plain mean."""
   k, t = model.context, clips_BTHWC.shape[1]
   r = t - k if rollout is None else rollout
   if not 1 <= r <= t - k:
@@ -220,7 +235,11 @@ def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight
   token_err = jnp.mean(jnp.abs(pred - windows(target, r)), axis=-1)
   # Focal weights relative to each predicted frame's mean: errors grow with the horizon, and a
   # far frame would otherwise take every weight (one frame: the batch mean).
-  fit, pred_loss = losses.focal_mean(token_err, hard_weight, axis=(0, 2, 3))
+  # A frame's constant weight leaves its focal weights (ratios within the frame) unchanged.
+  w_R = check_frame_weights(frame_weights, r)
+  weighted = token_err if w_R is None else token_err * jnp.asarray(w_R)[None, :, None, None]
+  fit, _ = losses.focal_mean(weighted, hard_weight, axis=(0, 2, 3))
+  pred_loss = jnp.mean(token_err)
   var, cov = losses.variance_loss(z_BThwD), losses.covariance_loss(z_BThwD)
   metrics = {"pred_loss": pred_loss, "var_loss": var, "cov_loss": cov,
              "latent_std": jnp.mean(losses.feature_std(z_BThwD))}
@@ -228,17 +247,17 @@ def loss_fn(model: FrameJEPA, params, clips_BTHWC, var_weight: float, cov_weight
 
 
 def make_train_step(model: FrameJEPA, tx, ema: float, var_weight: float, cov_weight: float,
-                    rollout: int | None = None, hard_weight: float = 0.0):
+                    rollout: int | None = None, hard_weight: float = 0.0, frame_weights=None):
   """(params, opt_state, clips) -> (params, opt_state, loss, metrics); the EMA update of the
-  target encoder happens inside the step. Jit it (donating params and opt_state). `rollout` as
-  in loss_fn."""
+  target encoder happens inside the step. Jit it (donating params and opt_state). `rollout`,
+  `hard_weight` and `frame_weights` as in loss_fn."""
 
   def step(params, opt_state, clips_BTHWC):
     online = {k: params[k] for k in TRAINED}
 
     def objective(p):
       return loss_fn(model, {**params, **p}, clips_BTHWC, var_weight, cov_weight, rollout,
-                     hard_weight)
+                     hard_weight, frame_weights)
 
     (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(online)
     updates, opt_state = tx.update(grads, opt_state, online)
@@ -320,19 +339,23 @@ def train_frame_jepa(source, *, context: int, width: int, dim: int, steps: int, 
                      rollout: int = 1, input_norm: bool = False, ahead: int = 1,
                      clips_per_video: int = 4, windows_per_clip: int = 1,
                      residual: bool = False, hard_weight: float = 0.0, seed: int = 0,
-                     dilations=DILATIONS, log_every: int = 50, verbose: bool = False):
+                     dilations=DILATIONS, separate_trunks: bool = False, frame_weights=(),
+                     log_every: int = 50, verbose: bool = False):
   """Trains on clips of `source` videos ({'frames': (T, H, W, C) uint8}), each holding
   windows_per_clip windows of context + rollout frames (clip_frames). -> (model, params,
   history)."""
   check_rollout(rollout, input_norm, ahead)
   check_hard_weight(hard_weight)
+  frame_weights = check_frame_weights(frame_weights, rollout)
   clip_len = clip_frames(context, rollout, windows_per_clip)
-  model = make_model(context, width, dim, input_norm, dilations, ahead=ahead, residual=residual)
+  model = make_model(context, width, dim, input_norm, dilations, ahead=ahead, residual=residual,
+                     separate_trunks=separate_trunks)
   frame_shape = source[0]["frames"].shape[1:]
   params = init_params(model, frame_shape, seed)
   tx = make_optimizer(lr, steps)
   opt_state = tx.init({k: params[k] for k in TRAINED})
-  step = jax.jit(make_train_step(model, tx, ema, var_weight, cov_weight, rollout, hard_weight),
+  step = jax.jit(make_train_step(model, tx, ema, var_weight, cov_weight, rollout, hard_weight,
+                                 frame_weights),
                  donate_argnums=(0, 1))
   rng = np.random.default_rng(seed)
   params, history = run_steps(
@@ -351,7 +374,8 @@ def architecture(model: FrameJEPA) -> dict:
   """make_model's keyword arguments that rebuild `model`."""
   return dict(context=model.context, width=model.encoder.width, dim=model.encoder.out_dim,
               input_norm=model.input_norm, dilations=list(model.predictor.dilations),
-              ahead=model.ahead, residual=model.residual)
+              ahead=model.ahead, residual=model.residual,
+              separate_trunks=model.predictor.separate_trunks)
 
 
 def save(workdir: str, model: FrameJEPA, params, frame_shape, meta: dict) -> None:
