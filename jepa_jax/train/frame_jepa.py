@@ -13,7 +13,10 @@ over more than A predicted frames) needs the predictor's inputs layer-normed too
 accuracy 74.8 % vs 68.5 % after 1500 steps, BUILD_NOTES session 12), so that is the default.
 A > 1 predicts several frames directly, without feedback, so a small deviation from the laws
 (a ball that stops falling) grows with the horizon; on the benchmark it did worse (A = 4:
-54.3 % vs 74.8 % after 1500 steps, BUILD_NOTES session 13), so A = 1 is the default.
+54.3 % vs 74.8 % after 1500 steps, BUILD_NOTES session 13), so A = 1 is the default. For
+A > 1, `separate_trunks` gives each predicted frame its own predictor trunk and `frame_weights`
+weighs the predicted frames in the loss (A = 2 in the default's budget: neither met every bar
+of the benchmark, BUILD_NOTES session 33).
 
 A training clip may hold several overlapping windows (`windows_per_clip` n: clips of
 K + R + n - 1 frames): every frame is encoded once and each window predicts from its own K
